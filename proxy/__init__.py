@@ -1,0 +1,1 @@
+"""Switchyard's reverse proxy: canary routing from a Redis-fed snapshot."""

@@ -1,0 +1,133 @@
+"""Wiring: the data-plane server, the admin API, the state mirror, the heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.admin import build_admin
+from proxy.config import ProxyConfig
+from proxy.control import disable_handler
+from proxy.mirror import StateMirror
+from proxy.server import ClientConnection, Limits, ProxyContext
+from proxy.stats import StatsCollector
+from state import KeySpace, StateError, StateStore, connect
+
+log = logging.getLogger("proxy")
+
+
+class ProxyApp:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{config.listen.port}"
+        keys = KeySpace(config.key_prefix)
+        self.redis = connect(config.redis_url)
+        self.listener_redis = connect(config.redis_url)
+        # Pub/sub waits indefinitely for a message; a socket timeout would
+        # turn every quiet second into a reconnect.
+        self.listener_redis.connection_pool.connection_kwargs["socket_timeout"] = None
+        self.store = StateStore(self.redis, keys, actor=f"proxy:{self.instance_id}")
+        self.mirror = StateMirror(
+            self.store, StateStore(self.listener_redis, keys), resync_interval_s=config.resync_interval_s
+        )
+        self.ctx = ProxyContext(
+            self.mirror,
+            Limits(
+                connect_timeout_s=config.connect_timeout_s,
+                read_timeout_s=config.read_timeout_s,
+                keepalive_timeout_s=config.keepalive_timeout_s,
+                allow_override=config.canary_override,
+                bucket_cookie_max_age_s=config.bucket_cookie_max_age_s,
+            ),
+            control=disable_handler(self.store, config.admin_token),
+        )
+        self.registry = CollectorRegistry()
+        self.registry.register(
+            StatsCollector(
+                self.ctx.stats,
+                state_age_s=self.mirror.age_s,
+                state_stale=lambda: self.mirror.stale,
+                state_version=lambda: self.mirror.snapshot.version,
+            )
+        )
+        self.server: asyncio.Server | None = None
+        self.admin_runner: web.AppRunner | None = None
+        self.port = 0
+        self.admin_port = 0
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._started = time.time()
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.mirror.start()
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: ClientConnection(self.ctx), cfg.listen.host, cfg.listen.port, backlog=2048
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+        admin = build_admin(self.store, self.mirror, self.ctx.stats, self.registry, cfg.admin_token)
+        self.admin_runner = web.AppRunner(admin, access_log=None)
+        await self.admin_runner.setup()
+        family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
+        sock = socket.create_server((cfg.admin_listen.host, cfg.admin_listen.port), family=family)
+        self.admin_port = sock.getsockname()[1]
+        await web.SockSite(self.admin_runner, sock).start()
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        log.info(
+            "proxy listening on %s:%d, admin on %s:%d, state version=%d stale=%s",
+            cfg.listen.host,
+            self.port,
+            cfg.admin_listen.host,
+            self.admin_port,
+            self.mirror.snapshot.version,
+            self.mirror.stale,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (with a deadline), close."""
+        ctx = self.ctx
+        ctx.draining = True
+        if self.server is not None:
+            self.server.close()
+        for conn in list(ctx.connections):
+            conn.close_if_idle()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.shutdown_timeout_s):
+                await ctx.no_connections.wait()
+        for conn in list(ctx.connections):
+            conn.abort()
+        ctx.upstreams.close_all()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+        await self.mirror.stop()
+        with contextlib.suppress(StateError, TimeoutError):
+            async with asyncio.timeout(1):
+                await self.store.forget_instance(self.instance_id)
+        await self.redis.aclose()
+        await self.listener_redis.aclose()
+
+    async def _beat(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        while True:
+            info = {
+                "pid": os.getpid(),
+                "listen": f"{self.config.listen.host}:{self.port}",
+                "version": self.mirror.snapshot.version,
+                "stale": self.mirror.stale,
+                "started_at": self._started,
+                "requests": self.ctx.stats.by_version(),
+            }
+            with contextlib.suppress(StateError):
+                await self.store.heartbeat(self.instance_id, info, ttl_s=max(5, int(interval * 5)))
+            await asyncio.sleep(interval)

@@ -1,0 +1,63 @@
+"""Proxy errors carry the response they become; `ClientConnection.fail` is the one
+place that turns them into bytes on the wire."""
+
+from __future__ import annotations
+
+import json
+
+
+class ProxyError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> bytes:
+        return json.dumps({"error": self.code, "message": self.message, **self.details}).encode()
+
+
+class BadRequest(ProxyError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ProxyError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ProxyError):
+    status = 403
+    code = "forbidden"
+
+
+class FlagBlocked(Forbidden):
+    code = "feature_disabled"
+
+
+class NotImplementedByProxy(ProxyError):
+    status = 501
+    code = "not_implemented"
+
+
+class BadGateway(ProxyError, ConnectionError):
+    status = 502
+    code = "bad_gateway"
+
+
+class NoBackend(ProxyError):
+    status = 503
+    code = "no_backend"
+
+
+class StateUnreachable(ProxyError):
+    status = 503
+    code = "state_unavailable"
+
+
+class GatewayTimeout(ProxyError, TimeoutError):
+    status = 504
+    code = "gateway_timeout"

@@ -1,0 +1,69 @@
+"""HTTP/1.1 message pieces the proxy writes: header filtering and framing."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+# RFC 9110 7.6.1: hop-by-hop fields, plus the legacy ones proxies must drop.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Connection may not nominate these away: the message means nothing without them.
+PROTECTED = frozenset({b"host", b"content-length", b"cookie", b"authorization"})
+
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    tokens.discard(b"")
+    return frozenset(tokens)
+
+
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Drop hop-by-hop fields and whatever Connection names (except the protected)."""
+    nominated = connection_tokens(headers) - PROTECTED
+    drop = HOP_BY_HOP | nominated if nominated else HOP_BY_HOP
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+def status_line(status: int, minor: int = 1) -> bytes:
+    return b"HTTP/1.%d %d %s\r\n" % (minor, status, REASONS.get(status, b"Unknown"))
+
+
+def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def simple_response(
+    status: int, body: bytes, *, close: bool, extra: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
+    head = [
+        status_line(status),
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
+    ]
+    if extra:
+        head.append(encode_headers(extra))
+    if close:
+        head.append(b"Connection: close\r\n")
+    head.append(b"\r\n")
+    head.append(body)
+    return b"".join(head)

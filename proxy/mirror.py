@@ -1,0 +1,133 @@
+"""The proxy's copy of the routing state.
+
+Requests read `mirror.snapshot` and never wait on Redis. A listener turns each
+published change into a "dirty" mark; one reader coalesces marks into a single
+atomic snapshot read, and also re-reads on a timer so a write that bypassed
+`state/` (a hand-typed SET) still arrives. While Redis is unreachable the last
+snapshot keeps serving and both tasks retry with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+
+from state import Snapshot, StateError, StateStore
+
+log = logging.getLogger("proxy.state")
+
+
+class Backoff:
+    def __init__(self, first_s: float = 0.05, cap_s: float = 2.0) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.next_s = first_s
+
+    def reset(self) -> None:
+        self.next_s = self.first_s
+
+    def delay(self) -> float:
+        delay = self.next_s * random.uniform(0.5, 1.0)
+        self.next_s = min(self.cap_s, self.next_s * 2)
+        return delay
+
+
+class StateMirror:
+    def __init__(self, store: StateStore, listener_store: StateStore, *, resync_interval_s: float) -> None:
+        self.store = store
+        # Pub/sub gets its own client: it blocks on reads without a socket timeout.
+        self.listener_store = listener_store
+        self.resync_interval_s = resync_interval_s
+        self.snapshot = Snapshot()
+        self.loaded = False
+        self.stale = True
+        self.confirmed_at: float | None = None  # monotonic time of the last good read
+        self.last_error: str | None = None
+        self._dirty = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, first_read_timeout_s: float = 2.0) -> None:
+        """Read once (briefly) so the first requests route, then keep up to date."""
+        with contextlib.suppress(StateError, TimeoutError):
+            async with asyncio.timeout(first_read_timeout_s):
+                await self._read()
+        if not self.loaded:
+            log.warning("starting without routing state: Redis unreachable (%s); retrying", self.last_error)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="state-listener"),
+            asyncio.create_task(self._reader(), name="state-reader"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def age_s(self) -> float:
+        return float("inf") if self.confirmed_at is None else time.monotonic() - self.confirmed_at
+
+    async def wait_for(self, version: int, timeout_s: float) -> bool:
+        """Wait until the snapshot reaches `version` (used by writers on this process)."""
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: self.snapshot.version >= version)
+        return True
+
+    async def _read(self) -> None:
+        try:
+            snap = await self.store.read_snapshot()
+        except StateError as exc:
+            self._mark_stale(str(exc))
+            raise
+        if snap != self.snapshot:
+            if self.loaded:
+                log.info("routing state changed version=%d", snap.version)
+            self.snapshot = snap
+        self.loaded = True
+        if self.stale and self.confirmed_at is not None:
+            log.warning("Redis reachable again: routing state resynced version=%d", snap.version)
+        self.stale = False
+        self.last_error = None
+        self.confirmed_at = time.monotonic()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _mark_stale(self, error: str) -> None:
+        if not self.stale:
+            log.warning("Redis unreachable, serving the last snapshot: %s", error)
+        self.stale = True
+        self.last_error = error
+
+    async def _reader(self) -> None:
+        backoff = Backoff()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.resync_interval_s):
+                    await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._read()
+            except StateError:
+                await asyncio.sleep(backoff.delay())
+                self._dirty.set()
+            else:
+                backoff.reset()
+
+    async def _listen(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async for _notice in self.listener_store.change_notices():
+                    # The first item is the subscription itself: re-read then,
+                    # so nothing published while we were away is missed.
+                    backoff.reset()
+                    self._dirty.set()
+            except StateError as exc:
+                self._mark_stale(str(exc))
+            await asyncio.sleep(backoff.delay())

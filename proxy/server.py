@@ -1,0 +1,643 @@
+"""The data path: client connections, parsed with httptools, streamed to backends.
+
+One `ClientConnection` per client socket; one `Exchange` per request. Requests
+on a keep-alive connection are answered in order: a pipelined request waits in
+a queue (with reading paused) until the one before it is answered. Bodies are
+streamed both ways; a full write buffer on one side pauses reading on the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+import httptools
+
+from proxy.balancer import Balancer
+from proxy.errors import (
+    BadGateway,
+    BadRequest,
+    FlagBlocked,
+    GatewayTimeout,
+    NoBackend,
+    NotImplementedByProxy,
+    ProxyError,
+)
+from proxy.http1 import HOP_BY_HOP, LAST_CHUNK, PROTECTED, chunk, encode_headers, simple_response, status_line
+from proxy.routing import BUCKET_COOKIE, Decision, blocking_flag, decide, facts_from, normalise_path
+from proxy.stats import Stats
+from proxy.upstream import UpstreamConnection, UpstreamPool
+from state import Snapshot
+
+log = logging.getLogger("proxy")
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+BUFFER_HIGH_BYTES = 256 * 1024
+VIA = b"1.1 switchyard"
+
+
+class SnapshotSource(Protocol):
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class LocalReply:
+    status: int
+    body: bytes
+
+
+# (exchange) -> reply; used for the public control URLs such as /disable/1
+ControlHandler = Callable[["Exchange"], Awaitable[LocalReply]]
+
+
+@dataclass(slots=True)
+class Limits:
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    keepalive_timeout_s: float = 75.0
+    allow_override: bool = True
+    bucket_cookie_max_age_s: int = 30 * 24 * 3600
+
+
+class ProxyContext:
+    """What every connection shares: the snapshot, the pools and the counters."""
+
+    def __init__(
+        self,
+        state: SnapshotSource,
+        limits: Limits,
+        control: ControlHandler | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.state = state
+        self.limits = limits
+        self.control = control
+        self.rng = rng or random.Random()
+        self.balancer = Balancer(self.rng)
+        self.upstreams = UpstreamPool(connect_timeout_s=limits.connect_timeout_s, max_idle_per_backend=256)
+        self.stats = Stats()
+        self.connections: set[ClientConnection] = set()
+        self.no_connections = asyncio.Event()
+        self.no_connections.set()
+        self.draining = False
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "backend",
+        "body",
+        "body_bytes",
+        "chunked",
+        "client",
+        "cookie",
+        "decision",
+        "expects_body",
+        "framing",
+        "head_sent",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "minor",
+        "nominated",
+        "override",
+        "request_done",
+        "response_done",
+        "response_started",
+        "retried",
+        "sent_at",
+        "status",
+        "target",
+        "timer",
+        "upstream",
+        "version",
+    )
+
+    def __init__(self, client: ClientConnection, method: bytes, target: bytes, minor: int) -> None:
+        self.client = client
+        self.method = method
+        self.target = target
+        self.minor = minor
+        self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+        self.cookie: bytes | None = None
+        self.override: bytes | None = None
+        self.host: bytes | None = None
+        self.chunked = False
+        self.expects_body = False
+        self.nominated: frozenset[bytes] = frozenset()
+        self.keep_alive = True
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.head_sent = False
+        self.framing = b""
+        self.upstream: UpstreamConnection | None = None
+        self.backend: str | None = None
+        self.decision: Decision | None = None
+        self.version = "proxy"
+        self.status = 0
+        self.retried = False
+        self.sent_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # ---- request side -------------------------------------------------------
+
+    def start(self) -> None:
+        client = self.client
+        ctx = client.ctx
+        snap = ctx.state.snapshot
+        if ctx.control is not None and self.target.startswith(b"/disable/"):
+            client.run_task(self._reply_from(ctx.control(self)))
+            return
+        if snap.flag_routes and any(snap.flags.values()):
+            flag = blocking_flag(snap, normalise_path(self.target.decode("latin-1")))
+            if flag is not None:
+                self.fail(FlagBlocked(f"this feature is disabled by the flag {flag}", flag=flag))
+                return
+        facts = facts_from(
+            self.cookie.decode("latin-1") if self.cookie else None,
+            self.override.decode("latin-1") if self.override else None,
+        )
+        decision = decide(snap, facts, ctx.rng.randrange(100), allow_override=ctx.limits.allow_override)
+        self.decision = decision
+        pool = snap.pool(decision.version)
+        if not pool:
+            self.fail(NoBackend("no backend is registered: add one with `python -m proxy pool add`"))
+            return
+        self.version = decision.version
+        backend = ctx.balancer.pick(pool)
+        self.backend = backend
+        ctx.balancer.acquire(backend)
+        conn = ctx.upstreams.take_idle(backend)
+        if conn is not None:
+            self._send(conn, snap)
+        else:
+            client.run_task(self._connect(backend, snap))
+
+    async def _connect(self, backend: str, snap: Snapshot) -> None:
+        try:
+            conn = await self.client.ctx.upstreams.connect(backend)
+        except ProxyError as exc:
+            self.fail(exc)
+            return
+        if self.client.closed:
+            conn.close()
+            return
+        self._send(conn, snap)
+
+    def _send(self, conn: UpstreamConnection, snap: Snapshot) -> None:
+        self.upstream = conn
+        no_body = self.method == b"HEAD"
+        conn.send(self, self._request_head(snap), no_body=no_body)
+        self.head_sent = True
+        if self.body:
+            for piece in self.body:
+                self._write_body(piece)
+            self.body = []
+            self.client.resume("buffer")
+        if self.request_done and self.chunked:
+            conn.write(LAST_CHUNK)
+        loop = self.client.loop
+        self.sent_at = loop.time()
+        self.timer = loop.call_later(self.client.ctx.limits.read_timeout_s, self._first_byte_timeout)
+
+    def _request_head(self, snap: Snapshot) -> bytes:
+        nominated = self.nominated
+        out = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
+        xff: bytes | None = None
+        for low, name, value in self.headers:
+            if low in HOP_BY_HOP or (nominated and low in nominated):
+                continue
+            if low == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if low in (b"x-forwarded-proto", b"x-forwarded-host", b"x-feature-flags"):
+                continue
+            out.append(b"%s: %s\r\n" % (name, value))
+        peer = self.client.peer
+        out.append(b"X-Forwarded-For: %s\r\n" % (peer if xff is None else xff + b", " + peer))
+        out.append(b"X-Forwarded-Proto: http\r\n")
+        if self.host is not None:
+            out.append(b"X-Forwarded-Host: %s\r\n" % self.host)
+        out.append(b"Via: %s\r\n" % (VIA if self.minor else b"1.0 switchyard"))
+        flags = snap.flags_on
+        if flags:
+            out.append(b"X-Feature-Flags: %s\r\n" % ",".join(flags).encode())
+        if self.chunked:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    def request_body(self, data: bytes) -> None:
+        if self.head_sent:
+            self._write_body(data)
+        elif self.response_started:
+            return  # answered already (an error or a control URL): drain and drop
+        else:
+            self.body.append(data)
+            self.body_bytes += len(data)
+            if self.body_bytes > BUFFER_HIGH_BYTES:
+                self.client.pause("buffer")
+
+    def _write_body(self, data: bytes) -> None:
+        assert self.upstream is not None
+        self.upstream.write(chunk(data) if self.chunked else data)
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.head_sent and self.chunked and self.upstream is not None:
+            self.upstream.write(LAST_CHUNK)
+        self._maybe_finish()
+
+    # ---- response side (ResponseSink) ---------------------------------------
+
+    def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None:
+        client = self.client
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if status < 200:
+            if status != 101 and self.minor == 1:
+                client.write(status_line(status) + encode_headers(_end_to_end(headers)) + b"\r\n")
+            return
+        self.status = status
+        self.response_started = True
+        client.ctx.stats.observe_latency(self.version, client.loop.time() - self.sent_at)
+        out_headers = _end_to_end(headers)
+        body_allowed = self.method != b"HEAD" and status not in (204, 304)
+        has_length = any(n.lower() == b"content-length" for n, _ in headers)
+        upstream_chunked = any(
+            n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers
+        )
+        if not body_allowed:
+            self.framing = b"none"
+        elif has_length and not upstream_chunked:
+            self.framing = b"length"
+        elif self.minor == 1:
+            self.framing = b"chunked"
+            out_headers = [(n, v) for n, v in out_headers if n.lower() != b"content-length"]
+            out_headers.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            self.framing = b"close"
+        if self.framing == b"close" or client.ctx.draining:
+            self.keep_alive = False
+        out_headers.append((b"Via", VIA if minor else b"1.0 switchyard"))
+        decision = self.decision
+        if decision is not None and decision.new_bucket:
+            out_headers.append(
+                (
+                    b"Set-Cookie",
+                    b"%s=%d; Path=/; Max-Age=%d; SameSite=Lax; HttpOnly"
+                    % (BUCKET_COOKIE.encode(), decision.bucket, client.ctx.limits.bucket_cookie_max_age_s),
+                )
+            )
+        if not self.keep_alive:
+            out_headers.append((b"Connection", b"close"))
+        elif self.minor == 0:
+            out_headers.append((b"Connection", b"keep-alive"))
+        client.write(status_line(status, self.minor) + encode_headers(out_headers) + b"\r\n")
+
+    def on_upstream_body(self, data: bytes) -> None:
+        if self.framing == b"chunked":
+            if data:
+                self.client.write(chunk(data))
+        elif self.framing != b"none":
+            self.client.write(data)
+
+    def on_upstream_complete(self) -> None:
+        if self.framing == b"chunked":
+            self.client.write(LAST_CHUNK)
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            if self.request_done and conn.reusable:
+                self.client.ctx.upstreams.release(conn)
+            else:
+                conn.close()
+        self.response_done = True
+        self._maybe_finish()
+
+    def on_upstream_lost(self, exc: Exception | None) -> None:
+        conn, self.upstream = self.upstream, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.response_done:
+            return
+        if self.response_started:
+            if self.framing == b"close" and exc is None:
+                self.response_done = True  # the body was delimited by the close
+                self._maybe_finish()
+            else:
+                # Never present a truncated body as complete.
+                self.client.abort()
+            return
+        if (
+            conn is not None
+            and not conn.got_bytes
+            and conn.used > 1
+            and not self.retried
+            and self.method in IDEMPOTENT
+            and not self.body_bytes
+            and self.backend is not None
+        ):
+            # The backend closed an idle keep-alive connection as we reused it:
+            # the request never reached it, so a fresh connection is safe.
+            self.retried = True
+            self.head_sent = False
+            self.client.run_task(self._connect(self.backend, self.client.ctx.state.snapshot))
+            return
+        if isinstance(exc, ProxyError):
+            self.fail(exc)
+        else:
+            self.fail(
+                BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
+            )
+
+    def on_upstream_pause_writing(self) -> None:
+        self.client.pause("upstream")
+
+    def on_upstream_resume_writing(self) -> None:
+        self.client.resume("upstream")
+
+    def _first_byte_timeout(self) -> None:
+        self.timer = None
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.sink = None
+            conn.close()
+        self.fail(GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend))
+
+    # ---- endings ------------------------------------------------------------
+
+    async def _reply_from(self, pending: Awaitable[LocalReply]) -> None:
+        try:
+            reply = await pending
+        except ProxyError as exc:
+            self.fail(exc)
+            return
+        self._local(reply.status, reply.body)
+
+    def fail(self, exc: ProxyError) -> None:
+        """Answer with the error's own response, or cut the connection if too late."""
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.sink = None
+            conn.close()
+        if self.response_started:
+            self.client.abort()
+            return
+        if exc.status >= 500:
+            log.warning(
+                "upstream error status=%d backend=%s detail=%s", exc.status, self.backend, exc.message
+            )
+        self._local(exc.status, exc.body())
+
+    def _local(self, status: int, body: bytes) -> None:
+        if self.client.closed:
+            return
+        self.status = status
+        self.response_started = True
+        self.response_done = True
+        if self.expects_body and not self.request_done:
+            # Answered before the body arrived: rather than read and drop an
+            # unknown amount, end the connection after this answer.
+            self.keep_alive = False
+        self.client.write(simple_response(status, body, close=not self.keep_alive))
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.response_done and self.request_done:
+            self.client.exchange_finished(self)
+        elif self.response_done and not self.keep_alive:
+            self.client.finish_early(self)
+
+    def abandon(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn, self.upstream = self.upstream, None
+        if conn is not None:
+            conn.sink = None
+            conn.close()
+
+
+def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    nominated: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            nominated.update(t.strip().lower() for t in value.split(b","))
+    nominated -= PROTECTED
+    return [(n, v) for n, v in headers if (low := n.lower()) not in HOP_BY_HOP and low not in nominated]
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b"unknown"
+        self.closed = False
+        self.receiving: Exchange | None = None  # being parsed
+        self.current: Exchange | None = None  # being answered
+        self.queue: deque[Exchange] = deque()
+        self.paused: set[str] = set()
+        self._url: list[bytes] = []
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode()
+        self.ctx.connections.add(self)
+        self.ctx.no_connections.clear()
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._protocol_error(NotImplementedByProxy("protocol upgrades (WebSocket) are not supported yet"))
+        except httptools.HttpParserError as exc:
+            self._protocol_error(BadRequest(f"malformed request: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.ctx.connections.discard(self)
+        if not self.ctx.connections:
+            self.ctx.no_connections.set()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        for ex in (self.current, *self.queue):
+            if ex is not None:
+                ex.abandon()
+                self._release(ex)
+        self.current = None
+        self.queue.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        if self.current is not None and self.current.upstream is not None:
+            self.current.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.current is not None and self.current.upstream is not None:
+            self.current.upstream.resume_reading()
+
+    # ---- httptools callbacks ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.receiving
+        if ex is None:
+            ex = self.receiving = Exchange(self, self.parser.get_method(), b"".join(self._url), 1)
+        low = name.lower()
+        ex.headers.append((low, name, value))
+        if low == b"cookie":
+            ex.cookie = value if ex.cookie is None else ex.cookie + b"; " + value
+        elif low == b"x-canary":
+            ex.override = value
+        elif low == b"host":
+            ex.host = value
+        elif low == b"transfer-encoding":
+            ex.chunked = True
+            ex.expects_body = True
+        elif low == b"content-length":
+            ex.expects_body = value.strip() != b"0"
+        elif low == b"connection":
+            tokens = {t.strip().lower() for t in value.split(b",")} - PROTECTED
+            ex.nominated = ex.nominated | tokens
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        ex = self.receiving
+        if ex is None:
+            ex = self.receiving = Exchange(self, parser.get_method(), b"".join(self._url), 1)
+        ex.minor = 1 if parser.get_http_version() == "1.1" else 0
+        ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.current is None:
+            self.current = ex
+            ex.start()
+        else:
+            self.queue.append(ex)
+            self.pause("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex, self.receiving = self.receiving, None
+        if ex is not None:
+            ex.request_complete()
+
+    # ---- used by exchanges --------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def pause(self, reason: str) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def run_task(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def exchange_finished(self, ex: Exchange) -> None:
+        if ex is not self.current:
+            return
+        self._release(ex)
+        self.current = None
+        self.resume("upstream")
+        self.resume("buffer")
+        if not ex.keep_alive or self.ctx.draining:
+            if self.transport is not None and not self.closed:
+                self.transport.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            if not self.queue:
+                self.resume("pipeline")
+            self.current = nxt
+            nxt.start()
+        else:
+            self._arm_idle()
+
+    def finish_early(self, ex: Exchange) -> None:
+        if ex is self.current:
+            self._release(ex)
+            self.current = None
+            self.queue.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.close()
+
+    def close_if_idle(self) -> bool:
+        if self.current is None and self.receiving is None and self.transport is not None:
+            self.transport.close()
+            return True
+        return False
+
+    # ---- internals ----------------------------------------------------------
+
+    def _release(self, ex: Exchange) -> None:
+        if ex.backend is not None:
+            self.ctx.balancer.release(ex.backend)
+            ex.backend = None
+        if ex.status:
+            self.ctx.stats.count(ex.version, ex.status)
+
+    def _arm_idle(self) -> None:
+        self._idle_timer = self.loop.call_later(self.ctx.limits.keepalive_timeout_s, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if self.current is None and self.transport is not None:
+            self.transport.close()
+
+    def _protocol_error(self, exc: ProxyError) -> None:
+        """A request we cannot parse ends the connection after the answer."""
+        self.pause("error")
+        if self.current is None or self.current.response_done:
+            self.write(simple_response(exc.status, exc.body(), close=True))
+            if self.transport is not None:
+                self.transport.close()
+        elif self.current is not None:
+            self.current.keep_alive = False
+            self.queue.clear()

@@ -1,0 +1,97 @@
+"""Request counters kept as plain integers on the data path and exported to
+Prometheus by a collector at scrape time, so a request costs no lock."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Stats:
+    def __init__(self) -> None:
+        # (version, status class) -> count; version "proxy" for answers the proxy gave itself
+        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.latency_counts: dict[str, list[int]] = {}
+        self.latency_sums: defaultdict[str, float] = defaultdict(float)
+
+    def count(self, version: str, status: int) -> None:
+        self.requests[(version, _status_class(status))] += 1
+
+    def observe_latency(self, version: str, seconds: float) -> None:
+        counts = self.latency_counts.get(version)
+        if counts is None:
+            counts = self.latency_counts[version] = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sums[version] += seconds
+
+    def by_version(self) -> dict[str, int]:
+        totals: defaultdict[str, int] = defaultdict(int)
+        for (version, _), n in self.requests.items():
+            totals[version] += n
+        return dict(totals)
+
+
+_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def _status_class(status: int) -> str:
+    return _CLASSES.get(status // 100, "other")
+
+
+class StatsCollector(Collector):
+    def __init__(
+        self,
+        stats: Stats,
+        state_age_s: Callable[[], float],
+        state_stale: Callable[[], bool],
+        state_version: Callable[[], int],
+    ) -> None:
+        self.stats = stats
+        self.state_age_s = state_age_s
+        self.state_stale = state_stale
+        self.state_version = state_version
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        requests = CounterMetricFamily(
+            "switchyard_requests",
+            "Requests answered, by version and status class",
+            labels=["version", "status_class"],
+        )
+        for (version, klass), n in sorted(self.stats.requests.items()):
+            requests.add_metric([version, klass], n)
+        yield requests
+
+        latency = HistogramMetricFamily(
+            "switchyard_upstream_latency_seconds",
+            "Time from sending a request upstream to its response head",
+            labels=["version"],
+        )
+        for version, counts in sorted(self.stats.latency_counts.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            latency.add_metric([version], buckets, self.stats.latency_sums[version])
+        yield latency
+
+        yield GaugeMetricFamily(
+            "switchyard_state_age_seconds",
+            "Seconds since the routing state was last confirmed from Redis",
+            value=self.state_age_s(),
+        )
+        yield GaugeMetricFamily(
+            "switchyard_state_stale",
+            "1 while Redis is unreachable and routing runs on the last snapshot",
+            value=1.0 if self.state_stale() else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "switchyard_state_version",
+            "Version of the routing snapshot in use",
+            value=self.state_version(),
+        )

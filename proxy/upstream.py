@@ -1,0 +1,207 @@
+"""Keep-alive connections to backends, parsed with httptools.
+
+A connection serves one exchange at a time; the exchange receives the parsed
+response through the `ResponseSink` methods and decides whether the connection
+goes back to the idle list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from proxy.errors import BadGateway, GatewayTimeout
+
+
+class ResponseSink(Protocol):
+    def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_upstream_body(self, data: bytes) -> None: ...
+    def on_upstream_complete(self) -> None: ...
+    def on_upstream_lost(self, exc: Exception | None) -> None: ...
+    def on_upstream_pause_writing(self) -> None: ...
+    def on_upstream_resume_writing(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "backend",
+        "closed",
+        "got_bytes",
+        "headers",
+        "no_body",
+        "parser",
+        "paused",
+        "reusable",
+        "sink",
+        "transport",
+        "used",
+    )
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.closed = False
+        self.got_bytes = False
+        self.reusable = True
+        self.no_body = False  # the request was HEAD: the response has no body whatever it says
+        self.paused = False
+        self.used = 0
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.reusable = False
+            self.close()
+            sink, self.sink = self.sink, None
+            if sink is not None:
+                sink.on_upstream_lost(BadGateway(f"invalid response from {self.backend}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_resume_writing()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        minor = 1 if parser.get_http_version() == "1.1" else 0
+        if not parser.should_keep_alive():
+            self.reusable = False
+        if self.sink is not None:
+            self.sink.on_upstream_head(status, minor, self.headers)
+        if self.no_body and status >= 200:
+            # httptools cannot be told a response answers HEAD; finish the
+            # message here and start a fresh parser for the next response.
+            self.parser = httptools.HttpResponseParser(self)
+            self._complete()
+
+    def on_body(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_body(data)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            return  # interim response: the final one follows on this connection
+        self._complete()
+
+    def _complete(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_upstream_complete()
+
+    # used by the exchange
+    def send(self, sink: ResponseSink, data: bytes, *, no_body: bool) -> None:
+        self.sink = sink
+        self.no_body = no_body
+        self.got_bytes = False
+        self.used += 1
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per backend, most recently used first."""
+
+    def __init__(self, *, connect_timeout_s: float, max_idle_per_backend: int) -> None:
+        self.connect_timeout_s = connect_timeout_s
+        self.max_idle = max_idle_per_backend
+        self.idle: defaultdict[str, list[UpstreamConnection]] = defaultdict(list)
+        self._addresses: dict[str, tuple[str, int]] = {}
+
+    def take_idle(self, backend: str) -> UpstreamConnection | None:
+        idle = self.idle.get(backend)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def connect(self, backend: str) -> UpstreamConnection:
+        host, port = self._address(backend)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(backend), host, port)
+        except TimeoutError as exc:
+            raise GatewayTimeout(f"connecting to {backend} timed out", backend=backend) from exc
+        except OSError as exc:
+            raise BadGateway(f"cannot connect to {backend}: {exc.strerror or exc}", backend=backend) from exc
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.closed or not conn.reusable:
+            conn.close()
+            return
+        # An idle connection must notice the backend closing it.
+        conn.resume_reading()
+        idle = self.idle[conn.backend]
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def close_all(self) -> None:
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.close()
+        self.idle.clear()
+
+    def _address(self, backend: str) -> tuple[str, int]:
+        addr = self._addresses.get(backend)
+        if addr is None:
+            parts = urlsplit(backend)
+            addr = (parts.hostname or "127.0.0.1", parts.port or 80)
+            self._addresses[backend] = addr
+        return addr

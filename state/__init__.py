@@ -1,0 +1,45 @@
+"""The Redis schema shared by every Switchyard program.
+
+This package alone knows key names. `proxy`, `monitor` and `provisioner` meet
+here and never import one another.
+"""
+
+from __future__ import annotations
+
+from state.errors import InvalidValue, StateError, StateUnavailable
+from state.keys import KeySpace
+from state.model import (
+    DEFAULT_FLAG_ROUTES,
+    DEFAULT_WEIGHT,
+    POOLS,
+    Alert,
+    Snapshot,
+    parse_backend_url,
+    parse_flag_name,
+    parse_pool,
+    parse_route_prefix,
+    parse_weight,
+)
+from state.store import AuditEntry, Change, InstanceInfo, StateStore, connect
+
+__all__ = [
+    "DEFAULT_FLAG_ROUTES",
+    "DEFAULT_WEIGHT",
+    "POOLS",
+    "Alert",
+    "AuditEntry",
+    "Change",
+    "InstanceInfo",
+    "InvalidValue",
+    "KeySpace",
+    "Snapshot",
+    "StateError",
+    "StateStore",
+    "StateUnavailable",
+    "connect",
+    "parse_backend_url",
+    "parse_flag_name",
+    "parse_pool",
+    "parse_route_prefix",
+    "parse_weight",
+]

@@ -1,0 +1,74 @@
+"""Every Redis key name Switchyard uses. No other module spells one out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "switchyard:"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Key names under one prefix, so several deployments can share a Redis."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def pool(self, name: str) -> str:
+        """SET of backend base URLs of one pool."""
+        return f"{self.prefix}pool:{name}"
+
+    @property
+    def weight(self) -> str:
+        """STRING: percent of traffic sent to staging (absent means the default)."""
+        return f"{self.prefix}weight"
+
+    @property
+    def alert(self) -> str:
+        """STRING: present means the kill switch is on; the value is JSON
+        {"by", "reason", "at"} or any bare string such as the original "yes"."""
+        return f"{self.prefix}alert"
+
+    @property
+    def flags(self) -> str:
+        """HASH: flag name -> "1" or "0"."""
+        return f"{self.prefix}flags"
+
+    @property
+    def flag_routes(self) -> str:
+        """HASH: flag name -> JSON list of path prefixes the flag blocks."""
+        return f"{self.prefix}flag_routes"
+
+    @property
+    def version(self) -> str:
+        """STRING counter bumped by every change."""
+        return f"{self.prefix}version"
+
+    @property
+    def changes(self) -> str:
+        """Pub/sub channel: one message per change (the payload names it)."""
+        return f"{self.prefix}changes"
+
+    @property
+    def audit(self) -> str:
+        """STREAM of changes: what, before, after, who, at."""
+        return f"{self.prefix}audit"
+
+    def instance(self, instance_id: str) -> str:
+        """STRING with TTL: a running proxy's heartbeat (JSON)."""
+        return f"{self.prefix}instance:{instance_id}"
+
+    @property
+    def instance_pattern(self) -> str:
+        return f"{self.prefix}instance:*"
+
+    def watched(self) -> tuple[str, ...]:
+        """The keys that make up a routing snapshot."""
+        return (
+            self.pool("production"),
+            self.pool("staging"),
+            self.weight,
+            self.alert,
+            self.flags,
+            self.flag_routes,
+            self.version,
+        )
