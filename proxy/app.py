@@ -63,6 +63,7 @@ class ProxyApp:
         self.admin_port = 0
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = time.time()
+        self._stopped = False
 
     async def start(self) -> None:
         cfg = self.config
@@ -92,6 +93,9 @@ class ProxyApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (with a deadline), close."""
+        if self._stopped:
+            return
+        self._stopped = True
         ctx = self.ctx
         ctx.draining = True
         if self.server is not None:

@@ -85,6 +85,13 @@ class StateMirror:
         except StateError as exc:
             self._mark_stale(str(exc))
             raise
+        if self.loaded and snap.version < self.snapshot.version:
+            log.error(
+                "routing state went back from version %d to %d: Redis lost its data"
+                " (restarted without persistence?); following it",
+                self.snapshot.version,
+                snap.version,
+            )
         if snap != self.snapshot:
             if self.loaded:
                 log.info("routing state changed version=%d", snap.version)

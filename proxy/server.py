@@ -116,6 +116,7 @@ class Exchange:
         "status",
         "target",
         "timer",
+        "until_close",
         "upstream",
         "version",
     )
@@ -140,6 +141,7 @@ class Exchange:
         self.response_done = False
         self.head_sent = False
         self.framing = b""
+        self.until_close = False  # the upstream delimits its body by closing
         self.upstream: UpstreamConnection | None = None
         self.backend: str | None = None
         self.decision: Decision | None = None
@@ -278,6 +280,7 @@ class Exchange:
         upstream_chunked = any(
             n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers
         )
+        self.until_close = body_allowed and not has_length and not upstream_chunked
         if not body_allowed:
             self.framing = b"none"
         elif has_length and not upstream_chunked:
@@ -333,9 +336,9 @@ class Exchange:
         if self.response_done:
             return
         if self.response_started:
-            if self.framing == b"close" and exc is None:
-                self.response_done = True  # the body was delimited by the close
-                self._maybe_finish()
+            if self.until_close and exc is None:
+                self.upstream = conn
+                self.on_upstream_complete()  # the close was the end of the body
             else:
                 # Never present a truncated body as complete.
                 self.client.abort()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -64,13 +66,19 @@ class InstanceInfo:
 
 
 def connect(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
-    """A client that fails fast: a control write must never hang on a dead Redis."""
+    """A client that fails fast: a control write must never hang on a dead Redis.
+
+    Pooled connections go stale when Redis restarts; two quick retries make the
+    first command after a restart reconnect instead of failing.
+    """
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
         health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
 
