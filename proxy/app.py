@@ -62,6 +62,7 @@ class ProxyApp:
         self.port = 0
         self.admin_port = 0
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._started = time.time()
         self._stopped = False
 
@@ -81,6 +82,7 @@ class ProxyApp:
         self.admin_port = sock.getsockname()[1]
         await web.SockSite(self.admin_runner, sock).start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        self._sweeper = asyncio.create_task(self.ctx.sweep_forever(), name="timeouts")
         log.info(
             "proxy listening on %s:%d, admin on %s:%d, state version=%d stale=%s",
             cfg.listen.host,
@@ -108,10 +110,11 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.mirror.stop()

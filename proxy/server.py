@@ -86,6 +86,16 @@ class ProxyContext:
         self.no_connections.set()
         self.draining = False
 
+    async def sweep_forever(self) -> None:
+        limits = self.limits
+        interval = min(1.0, limits.read_timeout_s / 4, limits.keepalive_timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.sweep(now)
+
 
 class Exchange:
     """One request and its response."""
@@ -107,6 +117,7 @@ class Exchange:
         "method",
         "minor",
         "nominated",
+        "out",
         "override",
         "request_done",
         "response_done",
@@ -115,7 +126,6 @@ class Exchange:
         "sent_at",
         "status",
         "target",
-        "timer",
         "until_close",
         "upstream",
         "version",
@@ -149,7 +159,7 @@ class Exchange:
         self.status = 0
         self.retried = False
         self.sent_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.out: list[bytes] = []  # response bytes gathered during one upstream read
 
     # ---- request side -------------------------------------------------------
 
@@ -208,9 +218,7 @@ class Exchange:
             self.client.resume("buffer")
         if self.request_done and self.chunked:
             conn.write(LAST_CHUNK)
-        loop = self.client.loop
-        self.sent_at = loop.time()
-        self.timer = loop.call_later(self.client.ctx.limits.read_timeout_s, self._first_byte_timeout)
+        self.sent_at = self.client.loop.time()
 
     def _request_head(self, snap: Snapshot) -> bytes:
         nominated = self.nominated
@@ -264,12 +272,9 @@ class Exchange:
 
     def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None:
         client = self.client
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if status < 200:
             if status != 101 and self.minor == 1:
-                client.write(status_line(status) + encode_headers(_end_to_end(headers)) + b"\r\n")
+                self.out.append(status_line(status) + encode_headers(_end_to_end(headers)) + b"\r\n")
             return
         self.status = status
         self.response_started = True
@@ -307,18 +312,26 @@ class Exchange:
             out_headers.append((b"Connection", b"close"))
         elif self.minor == 0:
             out_headers.append((b"Connection", b"keep-alive"))
-        client.write(status_line(status, self.minor) + encode_headers(out_headers) + b"\r\n")
+        self.out.append(status_line(status, self.minor) + encode_headers(out_headers) + b"\r\n")
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.framing == b"chunked":
             if data:
-                self.client.write(chunk(data))
+                self.out.append(chunk(data))
         elif self.framing != b"none":
-            self.client.write(data)
+            self.out.append(data)
+
+    def on_upstream_flush(self) -> None:
+        """End of one upstream read: one write (one syscall) for all it produced."""
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def on_upstream_complete(self) -> None:
         if self.framing == b"chunked":
-            self.client.write(LAST_CHUNK)
+            self.out.append(LAST_CHUNK)
+        self.on_upstream_flush()
         conn, self.upstream = self.upstream, None
         if conn is not None:
             if self.request_done and conn.reusable:
@@ -330,9 +343,6 @@ class Exchange:
 
     def on_upstream_lost(self, exc: Exception | None) -> None:
         conn, self.upstream = self.upstream, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if self.response_done:
             return
         if self.response_started:
@@ -371,8 +381,7 @@ class Exchange:
     def on_upstream_resume_writing(self) -> None:
         self.client.resume("upstream")
 
-    def _first_byte_timeout(self) -> None:
-        self.timer = None
+    def first_byte_timeout(self) -> None:
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.sink = None
@@ -424,9 +433,6 @@ class Exchange:
             self.client.finish_early(self)
 
     def abandon(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.sink = None
@@ -455,7 +461,7 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.paused: set[str] = set()
         self._url: list[bytes] = []
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = self.loop.time()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- asyncio.Protocol ---------------------------------------------------
@@ -468,7 +474,6 @@ class ClientConnection(asyncio.Protocol):
             self.peer = str(peer[0]).encode()
         self.ctx.connections.add(self)
         self.ctx.no_connections.clear()
-        self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -483,8 +488,6 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.connections.discard(self)
         if not self.ctx.connections:
             self.ctx.no_connections.set()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         for ex in (self.current, *self.queue):
             if ex is not None:
                 ex.abandon()
@@ -538,9 +541,6 @@ class ClientConnection(asyncio.Protocol):
             ex = self.receiving = Exchange(self, parser.get_method(), b"".join(self._url), 1)
         ex.minor = 1 if parser.get_http_version() == "1.1" else 0
         ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         if self.current is None:
             self.current = ex
             ex.start()
@@ -601,7 +601,7 @@ class ClientConnection(asyncio.Protocol):
             self.current = nxt
             nxt.start()
         else:
-            self._arm_idle()
+            self.idle_since = self.loop.time()
 
     def finish_early(self, ex: Exchange) -> None:
         if ex is self.current:
@@ -626,21 +626,37 @@ class ClientConnection(asyncio.Protocol):
         if ex.status:
             self.ctx.stats.count(ex.version, ex.status)
 
-    def _arm_idle(self) -> None:
-        self._idle_timer = self.loop.call_later(self.ctx.limits.keepalive_timeout_s, self._idle_expired)
-
-    def _idle_expired(self) -> None:
-        self._idle_timer = None
-        if self.current is None and self.transport is not None:
-            self.transport.close()
+    def sweep(self, now: float) -> None:
+        """Enforce the timeouts; called a few times a second for every connection,
+        which is far cheaper than a timer armed and cancelled per request."""
+        current = self.current
+        limits = self.ctx.limits
+        if current is None:
+            if now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
+                self.transport.close()
+        elif (
+            current.head_sent
+            and not current.response_started
+            and current.upstream is not None
+            and now - current.sent_at > limits.read_timeout_s
+        ):
+            current.first_byte_timeout()
 
     def _protocol_error(self, exc: ProxyError) -> None:
         """A request we cannot parse ends the connection after the answer."""
         self.pause("error")
-        if self.current is None or self.current.response_done:
+        current = self.current
+        if current is not None and current is self.receiving and not current.response_done:
+            # The body of the request being answered is broken: the upstream
+            # connection carries half a request, so it goes too.
+            current.keep_alive = False
+            self.queue.clear()
+            current.fail(exc)
+            return
+        if current is None or current.response_done:
             self.write(simple_response(exc.status, exc.body(), close=True))
             if self.transport is not None:
                 self.transport.close()
-        elif self.current is not None:
-            self.current.keep_alive = False
+        else:
+            current.keep_alive = False
             self.queue.clear()

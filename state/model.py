@@ -18,7 +18,7 @@ DEFAULT_WEIGHT = 30
 # The original system's feature flag: on means the SET feature is disabled.
 DEFAULT_FLAG_ROUTES: Mapping[str, tuple[str, ...]] = MappingProxyType({"disableSET": ("/set",)})
 
-_FLAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_FLAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +60,14 @@ class Snapshot:
     alert: Alert | None = None
     flags: Mapping[str, bool] = field(default_factory=dict)
     flag_routes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_FLAG_ROUTES)
+    # Derived once: readers look at it on every request.
+    flags_on: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags_on", tuple(sorted(n for n, on in self.flags.items() if on)))
 
     def pool(self, name: PoolName) -> tuple[str, ...]:
         return self.production if name == "production" else self.staging
-
-    @property
-    def flags_on(self) -> tuple[str, ...]:
-        return tuple(sorted(name for name, on in self.flags.items() if on))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -111,7 +112,9 @@ def parse_backend_url(value: str) -> str:
         raise InvalidValue(f"backend URL {value!r} needs the http:// scheme: use http://host:port")
     if not parts.hostname:
         raise InvalidValue(f"backend URL {value!r} has no host: use http://host:port")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+    if port == 0:
+        raise InvalidValue(f"backend URL {value!r} has port 0: use a real port, http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise InvalidValue(
             f"backend URL {value!r} must be a base URL without path, query or credentials:"
             " use http://host:port"
@@ -123,7 +126,7 @@ def parse_backend_url(value: str) -> str:
 
 
 def parse_flag_name(value: str) -> str:
-    if not _FLAG_NAME.match(value):
+    if not _FLAG_NAME.fullmatch(value):
         raise InvalidValue(
             f"flag name {value!r} is not valid: use a letter then up to 63 letters, digits, _ . -"
         )

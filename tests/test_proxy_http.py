@@ -349,3 +349,25 @@ async def test_stop_lets_an_inflight_request_finish(raw: tuple[ProxyApp, RawBack
     with contextlib.suppress(ConnectionError):
         await _exchange(app.port, b"GET / HTTP/1.1\r\n\r\n")
         raise AssertionError("the proxy still accepts connections after stop()")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\nHost: h\n\n",  # bare LF
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",  # bare CR
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    ],
+    ids=["cl-and-te", "differing-cl", "obs-fold", "bare-lf", "bare-cr", "bad-chunk", "te-not-chunked-last"],
+)
+async def test_smuggling_shapes_are_400_and_closed(
+    raw: tuple[ProxyApp, RawBackend], request_bytes: bytes
+) -> None:
+    app, backend = raw
+    r = await _exchange(app.port, request_bytes, until_close=True)
+    assert r.startswith(b"HTTP/1.1 400") and b"Connection: close" in r
+    assert backend.requests == []
