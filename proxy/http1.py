@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 
 # RFC 9110 7.6.1: hop-by-hop fields, plus the legacy ones proxies must drop.
@@ -38,6 +39,7 @@ def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(n, v) for n, v in headers if n.lower() not in drop]
 
 
+@functools.lru_cache(maxsize=512)
 def status_line(status: int, minor: int = 1) -> bytes:
     return b"HTTP/1.%d %d %s\r\n" % (minor, status, REASONS.get(status, b"Unknown"))
 

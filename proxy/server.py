@@ -9,6 +9,7 @@ streamed both ways; a full write buffer on one side pauses reading on the other.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import deque
@@ -278,41 +279,50 @@ class Exchange:
             return
         self.status = status
         self.response_started = True
-        client.ctx.stats.observe_latency(self.version, client.loop.time() - self.sent_at)
-        out_headers = _end_to_end(headers)
-        body_allowed = self.method != b"HEAD" and status not in (204, 304)
-        has_length = any(n.lower() == b"content-length" for n, _ in headers)
-        upstream_chunked = any(
-            n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers
-        )
+        ctx = client.ctx
+        ctx.stats.observe_latency(self.version, client.loop.time() - self.sent_at)
+        # One pass over the headers: filter hop-by-hop fields and learn the framing.
+        out = [status_line(status, self.minor)]
+        has_length = upstream_chunked = False
+        nominated: set[bytes] | None = None
+        for name, value in headers:
+            low = name.lower()
+            if low in HOP_BY_HOP:
+                if low == b"transfer-encoding":
+                    upstream_chunked = b"chunked" in value.lower()
+                elif low == b"connection":
+                    extra = {t.strip().lower() for t in value.split(b",")} - HOP_BY_HOP - PROTECTED
+                    if extra:
+                        nominated = extra if nominated is None else nominated | extra
+                continue
+            if low == b"content-length":
+                has_length = True
+            out.append(name + b": " + value + b"\r\n")
+        if nominated:
+            out[1:] = [b"%s: %s\r\n" % (n, v) for n, v in _end_to_end(headers)]
+        body_allowed = self.method != b"HEAD" and status not in {204, 304}
         self.until_close = body_allowed and not has_length and not upstream_chunked
         if not body_allowed:
             self.framing = b"none"
-        elif has_length and not upstream_chunked:
+        elif has_length:
             self.framing = b"length"
         elif self.minor == 1:
             self.framing = b"chunked"
-            out_headers = [(n, v) for n, v in out_headers if n.lower() != b"content-length"]
-            out_headers.append((b"Transfer-Encoding", b"chunked"))
+            out.append(b"Transfer-Encoding: chunked\r\n")
         else:
             self.framing = b"close"
-        if self.framing == b"close" or client.ctx.draining:
+        if self.framing == b"close" or ctx.draining:
             self.keep_alive = False
-        out_headers.append((b"Via", VIA if minor else b"1.0 switchyard"))
+        out.append(b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
         decision = self.decision
         if decision is not None and decision.new_bucket:
-            out_headers.append(
-                (
-                    b"Set-Cookie",
-                    b"%s=%d; Path=/; Max-Age=%d; SameSite=Lax; HttpOnly"
-                    % (BUCKET_COOKIE.encode(), decision.bucket, client.ctx.limits.bucket_cookie_max_age_s),
-                )
-            )
+            out.append(_bucket_cookie(decision.bucket, ctx.limits.bucket_cookie_max_age_s))
         if not self.keep_alive:
-            out_headers.append((b"Connection", b"close"))
+            out.append(b"Connection: close\r\n")
         elif self.minor == 0:
-            out_headers.append((b"Connection", b"keep-alive"))
-        self.out.append(status_line(status, self.minor) + encode_headers(out_headers) + b"\r\n")
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        self.out.append(b"".join(out))
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.framing == b"chunked":
@@ -437,6 +447,15 @@ class Exchange:
         if conn is not None:
             conn.sink = None
             conn.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _bucket_cookie(bucket: int, max_age_s: int) -> bytes:
+    return b"Set-Cookie: %s=%d; Path=/; Max-Age=%d; SameSite=Lax; HttpOnly\r\n" % (
+        BUCKET_COOKIE.encode(),
+        bucket,
+        max_age_s,
+    )
 
 
 def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
