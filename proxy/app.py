@@ -127,14 +127,17 @@ class ProxyApp:
     async def _beat(self) -> None:
         interval = self.config.heartbeat_interval_s
         while True:
+            version = self.mirror.snapshot.version
             info = {
                 "pid": os.getpid(),
                 "listen": f"{self.config.listen.host}:{self.port}",
-                "version": self.mirror.snapshot.version,
+                "version": version,
                 "stale": self.mirror.stale,
                 "started_at": self._started,
                 "requests": self.ctx.stats.by_version(),
             }
             with contextlib.suppress(StateError):
                 await self.store.heartbeat(self.instance_id, info, ttl_s=max(5, int(interval * 5)))
-            await asyncio.sleep(interval)
+            # Report a new version at once, so `status` shows proxies in sync.
+            with contextlib.suppress(TimeoutError):
+                await self.mirror.wait_for(version + 1, interval)

@@ -1,0 +1,1 @@
+"""`make run`: the whole system on this machine, with the sample apps as production and staging."""

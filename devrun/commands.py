@@ -1,0 +1,127 @@
+"""The command lines the local run starts, and the ones it suggests trying (no I/O)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_KEY_PREFIX = "switchyard:"
+# The sample apps by pool: version shown, and page colour so the two are told apart at a glance.
+APPS: tuple[tuple[str, str, str], ...] = (("production", "v1", "green"), ("staging", "v2", "royalblue"))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisArgs:
+    """How a command names the Redis: the literal URL, or "$REDIS_URL" to keep a secret off the screen."""
+
+    url: str
+    shown: str
+    key_prefix: str = DEFAULT_KEY_PREFIX
+
+    def argv(self) -> list[str]:
+        return ["--redis-url", self.url, "--key-prefix", self.key_prefix]
+
+    def shell(self) -> str:
+        """The same options as a user types them; the default prefix is left out."""
+        text = f"--redis-url {self.shown}"
+        if self.key_prefix != DEFAULT_KEY_PREFIX:
+            text += f" --key-prefix {shlex.quote(self.key_prefix)}"
+        return text
+
+
+def app_command(python: str, version: str, port: int, color: str) -> list[str]:
+    # -u: output reaches the console line by line through the pipe.
+    return [
+        python,
+        "-u",
+        "-m",
+        "examples.app",
+        "--version",
+        version,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--color",
+        color,
+    ]
+
+
+def pool_command(python: str, action: str, pool: str, backend: str, redis: RedisArgs) -> list[str]:
+    return [python, "-m", "proxy", "pool", action, pool, backend, *redis.argv()]
+
+
+def serve_command(python: str, listen: str, admin_listen: str, redis: RedisArgs) -> list[str]:
+    return [
+        python,
+        "-u",
+        "-m",
+        "proxy",
+        "serve",
+        "--listen",
+        listen,
+        "--admin-listen",
+        admin_listen,
+        *redis.argv(),
+    ]
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """host:port, as --listen and --admin-listen take it; ValueError names the accepted form."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def client_host(host: str) -> str:
+    """The host a client on this machine connects to for a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def reachable(address: str) -> str:
+    """host:port a client on this machine uses to reach a server listening on `address`."""
+    host, port = parse_address(address)
+    host = client_host(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hints(
+    *,
+    python: str,
+    root: str,
+    redis: RedisArgs,
+    backends: Sequence[tuple[str, str, str]],
+    proxy: tuple[str, str] | None,
+    export: bool,
+) -> str:
+    """The "what to try" block. `backends` is (pool, version, url); `proxy` is (listen, admin_listen)."""
+    r = redis.shell()
+    lines = ["", "Backends registered:"]
+    lines += [f"  {pool:<10} {version}  {url}" for pool, version, url in backends]
+    lines.append("")
+    if proxy is None:
+        lines += [
+            f"The proxy was not started (--no-proxy). To start one on these backends, from {root}:",
+            f"  {python} -m proxy serve {r}",
+        ]
+    else:
+        public, admin = reachable(proxy[0]), reachable(proxy[1])
+        lines += [f"Proxy: http://{public}   Admin API: http://{admin}", ""]
+        lines.append(f"Try, in another terminal, from {root}:")
+        if export:
+            lines.append(f"  export REDIS_URL={redis.url}   # then --redis-url may be left out")
+        lines += [
+            f"  for i in $(seq 20); do curl -s {public}/version; done | sort | uniq -c"
+            "   # about 14 v1, 6 v2 (70/30)",
+            f"  {python} -m proxy weight 50 {r}",
+            f"  {python} -m proxy alert set {r}     # kill switch: everything to v1",
+            f"  {python} -m proxy alert clear {r}",
+            f"  curl {public}/disable/1                 # turn the disableSET flag on",
+            f"  curl -i '{public}/set?key=a&value=1'   # 403 feature_disabled",
+            f"  curl {public}/disable/0",
+            f"  {python} -m proxy status {r}",
+            f"  curl {admin}/status",
+            f"  curl {admin}/metrics",
+        ]
+    lines += ["", "Ctrl-C stops everything this run started."]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Sample programs that run behind Switchyard during development and tests."""
