@@ -9,6 +9,7 @@ when none is configured).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,18 @@ from proxy.auth import authorize, bearer
 from proxy.errors import BadRequest, NoBackend, ProxyError
 from proxy.mirror import StateMirror
 from proxy.stats import Stats
-from state import POOLS, Change, StateStore, StateUnavailable, parse_pool
+from state import (
+    POOLS,
+    Change,
+    StateError,
+    StateStore,
+    StateUnavailable,
+    parse_flag_name,
+    parse_pool,
+    parse_route_prefix,
+)
+
+log = logging.getLogger("proxy.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,10 +62,16 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return _error(503, "state_unavailable", str(exc))
     except ValueError as exc:  # schema validation (state.InvalidValue) and bad numbers
         return _error(400, "bad_request", str(exc))
+    except StateError as exc:  # e.g. a key of the wrong type, written by hand
+        log.error("admin %s %s failed: %s", request.method, request.path, exc)
+        return _error(500, "state_error", str(exc))
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         raise
+    except Exception:
+        log.exception("admin %s %s failed", request.method, request.path)
+        return _error(500, "internal_error", "the admin API failed: see the proxy's log")
 
 
 def _writer(request: web.Request) -> StateStore:
@@ -160,15 +178,20 @@ async def put_flag(request: web.Request) -> web.Response:
     data = await _json_body(request)
     if "on" not in data and "routes" not in data:
         raise BadRequest('send {"on": true|false} and/or {"routes": ["/path", ...]}')
-    writer = _writer(request)
-    changes = []
+    # Check every field before writing any, so a bad request changes nothing.
+    parse_flag_name(name)
+    routes = data.get("routes")
     if "routes" in data:
-        routes = data["routes"]
         if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
             raise BadRequest('field "routes" must be a list of paths such as ["/set"]')
+        routes = [parse_route_prefix(r) for r in routes]
+    on = _require(data, "on", bool, '{"on": true}') if "on" in data else None
+    writer = _writer(request)
+    changes = []
+    if routes is not None:
         changes.append(await writer.set_flag_routes(name, routes))
-    if "on" in data:
-        changes.append(await writer.set_flag(name, _require(data, "on", bool, '{"on": true}')))
+    if on is not None:
+        changes.append(await writer.set_flag(name, on))
     return web.json_response(
         [{"what": c.what, "changed": c.changed, "before": c.before, "after": c.after} for c in changes]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -28,7 +29,8 @@ class Address:
     def parse(cls, value: str, *, what: str = "address") -> Address:
         text = value.strip()
         host, sep, port_text = text.rpartition(":")
-        if not sep or not port_text.isdigit() or not host:
+        bracketed = host.startswith("[") and host.endswith("]")
+        if not sep or not port_text.isdigit() or not host or (":" in host and not bracketed):
             raise ConfigError(f"{what} {value!r} is not host:port (e.g. 127.0.0.1:8080 or [::1]:8080)")
         port = int(port_text)
         if not 0 <= port <= 65535:
@@ -79,14 +81,19 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
                 return False
             raise ConfigError(f"{where} is {raw!r}: use true or false")
         if field_type == "float":
+            if isinstance(raw, bool):
+                raise ValueError
             value = float(raw)
-            if value <= 0:
+            if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{where} is {raw!r}: use a positive number of seconds")
             return value
         if field_type == "int":
             if isinstance(raw, bool):
                 raise ValueError
-            return int(raw)
+            number = int(raw)
+            if number <= 0:
+                raise ConfigError(f"{where} is {raw!r}: use a positive whole number")
+            return number
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -115,7 +122,16 @@ def load_config(
             data = tomllib.loads(file.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-        section = data.get("proxy", data)
+        section = data
+        if "proxy" in data:
+            section = data["proxy"]
+            others = sorted(set(data) - {"proxy"})
+            if not isinstance(section, dict):
+                raise ConfigError(f"[proxy] in {file} must be a table of settings")
+            if others:
+                raise ConfigError(
+                    f"{', '.join(others)} in {file} must go under [proxy] (or drop the [proxy] table)"
+                )
         for key, raw in section.items():
             if key in _FILE_FORBIDDEN:
                 raise ConfigError(
