@@ -19,6 +19,7 @@ from proxy.mirror import StateMirror
 from proxy.server import ClientConnection, Limits, ProxyContext
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
+from state.tasks import stop_tasks
 
 log = logging.getLogger("proxy")
 
@@ -110,11 +111,7 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
-        for task in (self._heartbeat, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks((self._heartbeat, self._sweeper), 5.0)
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.mirror.stop()

@@ -16,6 +16,7 @@ import random
 import time
 
 from state import Snapshot, StateError, StateStore
+from state.tasks import stop_tasks
 
 log = logging.getLogger("proxy.state")
 
@@ -62,12 +63,8 @@ class StateMirror:
             asyncio.create_task(self._reader(), name="state-reader"),
         ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        await stop_tasks(self._tasks, timeout_s)
         self._tasks = []
 
     def age_s(self) -> float:
