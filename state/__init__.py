@@ -20,6 +20,7 @@ from state.model import (
     parse_route_prefix,
     parse_weight,
 )
+from state.scaling import ScaleQueue, ScaleRequest
 from state.store import AuditEntry, Change, InstanceInfo, StateStore, connect
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "InstanceInfo",
     "InvalidValue",
     "KeySpace",
+    "ScaleQueue",
+    "ScaleRequest",
     "Snapshot",
     "StateError",
     "StateStore",

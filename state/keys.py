@@ -61,6 +61,17 @@ class KeySpace:
     def instance_pattern(self) -> str:
         return f"{self.prefix}instance:*"
 
+    @property
+    def scale_requests(self) -> str:
+        """STREAM of scale requests (pool, reason, by, at, request); consumer group
+        `provisioners`."""
+        return f"{self.prefix}scale:requests"
+
+    def scale_pending(self, pool: str) -> str:
+        """STRING with TTL: the id of the open scale request for a pool, so a
+        requester asks only once while one is being served."""
+        return f"{self.prefix}scale:pending:{pool}"
+
     def watched(self) -> tuple[str, ...]:
         """The keys that make up a routing snapshot."""
         return (

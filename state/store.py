@@ -82,6 +82,34 @@ def connect(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
     )
 
 
+async def guarded(op: Callable[[], Awaitable[T]]) -> T:
+    """Run one Redis operation, turning redis-py's errors into the state package's."""
+    try:
+        return await op()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StateUnavailable(f"Redis is unreachable ({exc}): start it or check --redis-url") from exc
+    except RedisError as exc:
+        raise StateError(f"Redis refused the operation: {exc}") from exc
+
+
+def audit(
+    pipe: aioredis.client.Pipeline, keys: KeySpace, what: str, before: object, after: object, *, who: str
+) -> None:
+    """Queue one audit entry (what, before, after, who, at) on a pipeline."""
+    pipe.xadd(
+        keys.audit,
+        {
+            "what": what,
+            "before": json.dumps(before),
+            "after": json.dumps(after),
+            "who": who,
+            "at": repr(time.time()),
+        },
+        maxlen=AUDIT_MAXLEN,
+        approximate=True,
+    )
+
+
 def _loads(raw: str | None) -> object:
     if raw is None:
         return None
@@ -100,12 +128,7 @@ class StateStore:
         self.actor = actor
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StateUnavailable(f"Redis is unreachable ({exc}): start it or check --redis-url") from exc
-        except RedisError as exc:
-            raise StateError(f"Redis refused the operation: {exc}") from exc
+        return await guarded(op)
 
     async def ping(self) -> None:
         await self._call(self.redis.ping)
@@ -155,18 +178,7 @@ class StateStore:
                         pipe.multi()
                         apply(pipe, after)
                         pipe.incr(self.keys.version)
-                        pipe.xadd(
-                            self.keys.audit,
-                            {
-                                "what": what,
-                                "before": json.dumps(before),
-                                "after": json.dumps(after),
-                                "who": self.actor,
-                                "at": repr(time.time()),
-                            },
-                            maxlen=AUDIT_MAXLEN,
-                            approximate=True,
-                        )
+                        audit(pipe, self.keys, what, before, after, who=self.actor)
                         pipe.publish(self.keys.changes, what)
                         await pipe.execute()
                         return Change(what, before, after, changed=True)
