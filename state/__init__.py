@@ -7,6 +7,7 @@ here and never import one another.
 from __future__ import annotations
 
 from state.errors import InvalidValue, StateError, StateUnavailable
+from state.hosts import HostSample, HostStore
 from state.keys import KeySpace
 from state.model import (
     DEFAULT_FLAG_ROUTES,
@@ -30,6 +31,8 @@ __all__ = [
     "Alert",
     "AuditEntry",
     "Change",
+    "HostSample",
+    "HostStore",
     "InstanceInfo",
     "InvalidValue",
     "KeySpace",

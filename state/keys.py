@@ -61,6 +61,18 @@ class KeySpace:
     def instance_pattern(self) -> str:
         return f"{self.prefix}instance:*"
 
+    def host(self, name: str) -> str:
+        """STRING with TTL: a monitored host's latest sample (JSON), gone when the host is."""
+        return f"{self.prefix}host:{name}"
+
+    @property
+    def host_pattern(self) -> str:
+        return f"{self.prefix}host:*"
+
+    def host_history(self, name: str) -> str:
+        """STREAM, capped: a host's recent samples, for charts and scale-in windows."""
+        return f"{self.prefix}history:{name}"
+
     @property
     def scale_requests(self) -> str:
         """STREAM of scale requests (pool, reason, by, at, request); consumer group
