@@ -132,6 +132,8 @@ class ProxyApp:
                 "stale": self.mirror.stale,
                 "started_at": self._started,
                 "requests": self.ctx.stats.by_version(),
+                # Requests in flight per backend: a drain waits for its backend to reach zero.
+                "inflight": dict(self.ctx.balancer.outstanding),
             }
             with contextlib.suppress(StateError):
                 await self.store.heartbeat(self.instance_id, info, ttl_s=max(5, int(interval * 5)))
