@@ -13,10 +13,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.admin import build_admin
+from proxy.client import ClientConnection
 from proxy.config import ProxyConfig
+from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
 from proxy.mirror import StateMirror
-from proxy.server import ClientConnection, Limits, ProxyContext
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
 from state.tasks import stop_tasks

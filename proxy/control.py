@@ -6,8 +6,9 @@ import json
 from urllib.parse import parse_qs
 
 from proxy.auth import authorize, bearer
+from proxy.context import ControlHandler, LocalReply
 from proxy.errors import BadRequest, ProxyError, StateUnreachable
-from proxy.server import ControlHandler, Exchange, LocalReply
+from proxy.exchange import Exchange
 from state import StateStore, StateUnavailable
 
 DISABLE_FLAG = "disableSET"
