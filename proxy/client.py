@@ -15,9 +15,10 @@ from typing import cast
 import httptools
 
 from proxy.context import ProxyContext
-from proxy.errors import BadRequest, NotImplementedByProxy, ProxyError
+from proxy.errors import BadRequest, HeaderTooLarge, PayloadTooLarge, ProxyError, RequestTimeout
 from proxy.exchange import Exchange
 from proxy.http1 import PROTECTED, simple_response
+from proxy.upstream import UpstreamConnection
 
 
 class ClientConnection(asyncio.Protocol):
@@ -35,6 +36,12 @@ class ClientConnection(asyncio.Protocol):
         self._url: list[bytes] = []
         self.idle_since = self.loop.time()
         self._tasks: set[asyncio.Task[None]] = set()
+        # While a request head is arriving: since when, and how many bytes so far.
+        self.head_started: float | None = None
+        self.head_bytes = 0
+        # After a successful Upgrade: bytes flow raw to and from this upstream.
+        self.tunnel: UpstreamConnection | None = None
+        self.tunnel_pending: list[bytes] = []
 
     # ---- asyncio.Protocol ---------------------------------------------------
 
@@ -48,12 +55,40 @@ class ClientConnection(asyncio.Protocol):
         self.ctx.no_connections.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.current is not None and self.current.upgrade is not None and self.current.request_done:
+            # Sent ahead of the upstream's 101: hold it for the tunnel.
+            self.tunnel_pending.append(data)
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._protocol_error(NotImplementedByProxy("protocol upgrades (WebSocket) are not supported yet"))
+        except httptools.HttpParserUpgrade as upgrade:
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self.tunnel_pending.append(rest)
+            # Nothing more to parse until the upstream answers the upgrade.
+            self.pause("upgrade")
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._protocol_error(cause if isinstance(cause, ProxyError) else BadRequest("malformed request"))
+            return
         except httptools.HttpParserError as exc:
             self._protocol_error(BadRequest(f"malformed request: {exc}"))
+            return
+        if self.head_started is not None:
+            # A head still incomplete: httptools buffers a header until it ends,
+            # so bound what an endless one can make it hold.
+            self.head_bytes += len(data)
+            if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
+                self._protocol_error(HeaderTooLarge("request headers are too large"))
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            self.tunnel.finish()
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -68,24 +103,38 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
         for task in self._tasks:
             task.cancel()
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.finish()
 
     def pause_writing(self) -> None:
-        if self.current is not None and self.current.upstream is not None:
-            self.current.upstream.pause_reading()
+        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.current is not None and self.current.upstream is not None:
-            self.current.upstream.resume_reading()
+        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
+        if upstream is not None:
+            upstream.resume_reading()
 
     # ---- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._url = []
+        self.head_started = self.loop.time()
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
+        self._count_head(len(url))
+
+    def _count_head(self, n: int) -> None:
+        self.head_bytes += n
+        if self.head_bytes > self.ctx.limits.max_header_bytes:
+            raise HeaderTooLarge("request headers are too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(self, self.parser.get_method(), b"".join(self._url), 1)
@@ -102,6 +151,12 @@ class ClientConnection(asyncio.Protocol):
             ex.expects_body = True
         elif low == b"content-length":
             ex.expects_body = value.strip() != b"0"
+            if value.strip().isdigit() and int(value) > self.ctx.limits.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"the request body is larger than {self.ctx.limits.max_body_bytes} bytes"
+                )
+        elif low == b"upgrade":
+            ex.upgrade = value
         elif low == b"connection":
             tokens = {t.strip().lower() for t in value.split(b",")} - PROTECTED
             ex.nominated = ex.nominated | tokens
@@ -111,8 +166,15 @@ class ClientConnection(asyncio.Protocol):
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(self, parser.get_method(), b"".join(self._url), 1)
+        self.head_started = None
         ex.minor = 1 if parser.get_http_version() == "1.1" else 0
         ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
+        if ex.upgrade is not None:
+            if parser.should_upgrade():
+                # Whatever the upstream answers, this connection is not reused for HTTP.
+                ex.keep_alive = False
+            else:
+                ex.upgrade = None
         if self.current is None:
             self.current = ex
             ex.start()
@@ -121,8 +183,14 @@ class ClientConnection(asyncio.Protocol):
             self.pause("pipeline")
 
     def on_body(self, body: bytes) -> None:
-        if self.receiving is not None:
-            self.receiving.request_body(body)
+        ex = self.receiving
+        if ex is not None:
+            ex.received += len(body)
+            if ex.received > self.ctx.limits.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"the request body is larger than {self.ctx.limits.max_body_bytes} bytes"
+                )
+            ex.request_body(body)
 
     def on_message_complete(self) -> None:
         ex, self.receiving = self.receiving, None
@@ -183,6 +251,22 @@ class ClientConnection(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.close()
 
+    def finish(self) -> None:
+        """The tunnel's far side ended: close once what is queued is written."""
+        self.tunnel = None
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None:
+        """The upstream switched protocols: from now on, relay bytes both ways."""
+        self.tunnel = upstream
+        if first:
+            self.write(first)
+        pending, self.tunnel_pending = self.tunnel_pending, []
+        for data in pending:
+            upstream.write(data)
+        self.resume("upgrade")
+
     def close_if_idle(self) -> bool:
         if self.current is None and self.receiving is None and self.transport is not None:
             self.transport.close()
@@ -204,7 +288,10 @@ class ClientConnection(asyncio.Protocol):
         current = self.current
         limits = self.ctx.limits
         if current is None:
-            if now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
+            if self.head_started is not None:
+                if now - self.head_started > limits.header_timeout_s:
+                    self._protocol_error(RequestTimeout("the request head did not arrive in time"))
+            elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
         elif (
             current.head_sent

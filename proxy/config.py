@@ -54,7 +54,10 @@ class ProxyConfig:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
     keepalive_timeout_s: float = 75.0
+    header_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 1024**3
     canary_override: bool = True
     bucket_cookie_max_age_s: int = 30 * 24 * 3600
     log_level: str = "INFO"

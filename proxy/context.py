@@ -43,6 +43,9 @@ class Limits:
     keepalive_timeout_s: float = 75.0
     allow_override: bool = True
     bucket_cookie_max_age_s: int = 30 * 24 * 3600
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 1024**3
 
 
 class ProxyContext:
@@ -69,7 +72,9 @@ class ProxyContext:
 
     async def sweep_forever(self) -> None:
         limits = self.limits
-        interval = min(1.0, limits.read_timeout_s / 4, limits.keepalive_timeout_s / 4)
+        interval = min(
+            1.0, limits.read_timeout_s / 4, limits.keepalive_timeout_s / 4, limits.header_timeout_s / 4
+        )
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)

@@ -38,6 +38,21 @@ class FlagBlocked(Forbidden):
     code = "feature_disabled"
 
 
+class RequestTimeout(ProxyError):
+    status = 408
+    code = "request_timeout"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    code = "payload_too_large"
+
+
+class HeaderTooLarge(ProxyError):
+    status = 431
+    code = "request_header_fields_too_large"
+
+
 class NotImplementedByProxy(ProxyError):
     status = 501
     code = "not_implemented"

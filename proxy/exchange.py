@@ -43,6 +43,7 @@ class Exchange:
         "nominated",
         "out",
         "override",
+        "received",
         "request_done",
         "response_done",
         "response_started",
@@ -51,6 +52,7 @@ class Exchange:
         "status",
         "target",
         "until_close",
+        "upgrade",
         "upstream",
         "version",
     )
@@ -63,6 +65,8 @@ class Exchange:
         self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
         self.cookie: bytes | None = None
         self.override: bytes | None = None
+        self.upgrade: bytes | None = None  # the Upgrade header of a request that asks to switch
+        self.received = 0  # request body bytes read from the client
         self.host: bytes | None = None
         self.chunked = False
         self.expects_body = False
@@ -168,6 +172,8 @@ class Exchange:
             out.append(b"X-Feature-Flags: %s\r\n" % ",".join(flags).encode())
         if self.chunked:
             out.append(b"Transfer-Encoding: chunked\r\n")
+        if self.upgrade is not None:
+            out.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % self.upgrade)
         out.append(b"\r\n")
         return b"".join(out)
 
@@ -196,6 +202,16 @@ class Exchange:
 
     def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None:
         client = self.client
+        if status == 101 and self.upgrade is not None:
+            self.status = status
+            self.response_started = True
+            upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), self.upgrade)
+            self.out.append(
+                status_line(101)
+                + encode_headers(_end_to_end(headers))
+                + b"Connection: upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade
+            )
+            return
         if status < 200:
             if status != 101 and self.minor == 1:
                 self.out.append(status_line(status) + encode_headers(_end_to_end(headers)) + b"\r\n")
@@ -234,7 +250,9 @@ class Exchange:
             out.append(b"Transfer-Encoding: chunked\r\n")
         else:
             self.framing = b"close"
-        if self.framing == b"close" or ctx.draining:
+        if self.framing == b"close" or ctx.draining or not self.request_done:
+            # An answer before the whole request (a refused Expect: 100-continue, an
+            # early error): the rest of the body is not waited for; the connection ends.
             self.keep_alive = False
         out.append(b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
         decision = self.decision
@@ -307,6 +325,18 @@ class Exchange:
             self.fail(
                 BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
             )
+
+    def on_upstream_upgrade(self, first: bytes) -> None:
+        """The upstream switched protocols (its 101 is already written)."""
+        conn, self.upstream = self.upstream, None
+        if conn is None:
+            return
+        if self.upgrade is None or self.status != 101:
+            self.upstream = conn
+            self.fail(BadGateway(f"{self.backend} switched protocols unasked", backend=self.backend))
+            return
+        conn.start_tunnel(self.client)
+        self.client.start_tunnel(conn, first)
 
     def on_upstream_pause_writing(self) -> None:
         self.client.pause("upstream")

@@ -23,8 +23,18 @@ class ResponseSink(Protocol):
     def on_upstream_complete(self) -> None: ...
     def on_upstream_lost(self, exc: Exception | None) -> None: ...
     def on_upstream_flush(self) -> None: ...
+    def on_upstream_upgrade(self, first: bytes) -> None: ...
     def on_upstream_pause_writing(self) -> None: ...
     def on_upstream_resume_writing(self) -> None: ...
+
+
+class TunnelPeer(Protocol):
+    """The client side of a tunnel after a 101."""
+
+    def write(self, data: bytes) -> None: ...
+    def pause(self, reason: str) -> None: ...
+    def resume(self, reason: str) -> None: ...
+    def finish(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -39,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reusable",
         "sink",
         "transport",
+        "tunnel",
         "used",
     )
 
@@ -54,6 +65,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.no_body = False  # the request was HEAD: the response has no body whatever it says
         self.paused = False
         self.used = 0
+        self.tunnel: TunnelPeer | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,11 +73,22 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
             if self.sink is not None:
                 self.sink.on_upstream_flush()
+        except httptools.HttpParserUpgrade as upgrade:
+            self.reusable = False
+            sink = self.sink
+            if sink is not None:
+                sink.on_upstream_flush()
+                sink.on_upstream_upgrade(data[upgrade.args[0] :])
+            else:
+                self.close()
         except httptools.HttpParserError as exc:
             self.reusable = False
             self.close()
@@ -76,16 +99,28 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.finish()
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.on_upstream_lost(exc)
 
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            self.tunnel.finish()
+        return None
+
     def pause_writing(self) -> None:
-        if self.sink is not None:
+        if self.tunnel is not None:
+            self.tunnel.pause("upstream")
+        elif self.sink is not None:
             self.sink.on_upstream_pause_writing()
 
     def resume_writing(self) -> None:
-        if self.sink is not None:
+        if self.tunnel is not None:
+            self.tunnel.resume("upstream")
+        elif self.sink is not None:
             self.sink.on_upstream_resume_writing()
 
     # httptools callbacks
@@ -146,6 +181,19 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed and self.paused:
             self.paused = False
             self.transport.resume_reading()
+
+    def start_tunnel(self, peer: TunnelPeer) -> None:
+        self.sink = None
+        self.tunnel = peer
+        self.reusable = False
+
+    def finish(self) -> None:
+        """Close after what is queued has been written (the end of a tunnel)."""
+        self.reusable = False
+        self.tunnel = None
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
 
     def close(self) -> None:
         self.reusable = False

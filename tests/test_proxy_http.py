@@ -4,78 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
 from tests.conftest import async_wait_until, proxy_config
-
-Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # -> keep the connection open
-
-
-class RawBackend:
-    """A backend whose answer per path is written by hand, to produce any framing."""
-
-    def __init__(self) -> None:
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self.routes: dict[bytes, Reply] = {}
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.url = ""
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            for writer in self.writers:
-                writer.close()
-            await self.server.wait_closed()
-            self.server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.writers.add(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                chunked = False
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                    if name.lower() == b"transfer-encoding":
-                        chunked = True
-                body = await reader.readexactly(length) if length else b""
-                if chunked:
-                    while True:
-                        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-                        data = await reader.readexactly(size + 2)
-                        body += data[:-2]
-                        if size == 0:
-                            break
-                self.requests.append(head + body)
-                path = head.split(b" ")[1].split(b"?")[0]
-                reply = self.routes.get(path, _ok)
-                if not await reply(head + body, writer):
-                    break
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.close()
-
-
-async def _ok(request: bytes, w: asyncio.StreamWriter) -> bool:
-    w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Seen-Bytes: %d\r\n\r\nok" % len(request))
-    return True
+from tests.rawhttp import RawBackend, Reply, exchange, headers_of, read_response
 
 
 @pytest.fixture
@@ -90,48 +26,9 @@ async def raw(store: StateStore, redis_url: str) -> AsyncIterator[tuple[ProxyApp
     await backend.stop()
 
 
-async def _exchange(port: int, data: bytes, *, until_close: bool = False) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    try:
-        if until_close:
-            return await asyncio.wait_for(reader.read(-1), 5)
-        return await asyncio.wait_for(_read_response(reader), 5)
-    finally:
-        writer.close()
-
-
-async def _read_response(reader: asyncio.StreamReader, *, head_only: bool = False) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    headers = _headers(head)
-    if head_only or head.split(b" ")[1] in (b"204", b"304"):
-        return head
-    if b"content-length" in headers:
-        return head + await reader.readexactly(int(headers[b"content-length"]))
-    if headers.get(b"transfer-encoding") == b"chunked":
-        body = b""
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            body += line
-            size = int(line.strip(), 16)
-            body += await reader.readexactly(size + 2)
-            if size == 0:
-                return head + body
-    return head + await reader.read(-1)
-
-
-def _headers(head: bytes) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    for line in head.split(b"\r\n")[1:]:
-        if b":" in line:
-            name, _, value = line.partition(b":")
-            out[name.strip().lower()] = value.strip()
-    return out
-
-
 async def test_headers_are_rewritten_as_a_proxy_should(raw: tuple[ProxyApp, RawBackend]) -> None:
     app, backend = raw
-    await _exchange(
+    await exchange(
         app.port,
         b"GET /a%2Fb/../c?x=%20y&z HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 10.0.0.1\r\n"
         b"Connection: keep-alive, X-Secret\r\nX-Secret: hop\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
@@ -140,7 +37,7 @@ async def test_headers_are_rewritten_as_a_proxy_should(raw: tuple[ProxyApp, RawB
     sent = backend.requests[-1]
     request_line, _, _ = sent.partition(b"\r\n")
     assert request_line == b"GET /a%2Fb/../c?x=%20y&z HTTP/1.1"  # byte for byte
-    h = _headers(sent)
+    h = headers_of(sent)
     assert h[b"host"] == b"shop.example"
     assert h[b"x-forwarded-for"] == b"10.0.0.1, 127.0.0.1"
     assert h[b"x-forwarded-proto"] == b"http"
@@ -153,18 +50,18 @@ async def test_headers_are_rewritten_as_a_proxy_should(raw: tuple[ProxyApp, RawB
 
 async def test_connection_cannot_nominate_essentials_away(raw: tuple[ProxyApp, RawBackend]) -> None:
     app, backend = raw
-    await _exchange(
+    await exchange(
         app.port,
         b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: Host, Content-Length\r\nContent-Length: 3\r\n\r\nabc",
     )
-    h = _headers(backend.requests[-1])
+    h = headers_of(backend.requests[-1])
     assert h[b"host"] == b"h" and h[b"content-length"] == b"3"
     assert backend.requests[-1].endswith(b"\r\n\r\nabc")
 
 
 async def test_chunked_request_body_passes_through(raw: tuple[ProxyApp, RawBackend]) -> None:
     app, backend = raw
-    response = await _exchange(
+    response = await exchange(
         app.port,
         b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
@@ -188,14 +85,14 @@ async def test_chunked_and_close_delimited_responses_reach_the_client(
 
     backend.routes[b"/chunked"] = chunked
     backend.routes[b"/close"] = until_close
-    r = await _exchange(app.port, b"GET /chunked HTTP/1.1\r\nHost: h\r\n\r\n")
-    assert _headers(r)[b"transfer-encoding"] == b"chunked"
+    r = await exchange(app.port, b"GET /chunked HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert headers_of(r)[b"transfer-encoding"] == b"chunked"
     assert r.endswith(b"\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
     # An HTTP/1.1 client gets the close-delimited body re-framed as chunked.
-    r = await _exchange(app.port, b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = await exchange(app.port, b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n")
     assert r.endswith(b"9\r\nall of it\r\n0\r\n\r\n")
     # An HTTP/1.0 client gets it delimited by the close, as sent.
-    r = await _exchange(app.port, b"GET /close HTTP/1.0\r\nHost: h\r\n\r\n", until_close=True)
+    r = await exchange(app.port, b"GET /close HTTP/1.0\r\nHost: h\r\n\r\n", until_close=True)
     assert r.startswith(b"HTTP/1.0 200") and r.endswith(b"\r\n\r\nall of it")
 
 
@@ -218,11 +115,11 @@ async def test_head_204_and_304_carry_no_body_and_keep_alive_works(raw: tuple[Pr
     reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
     try:
         writer.write(b"HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n")
-        r = await asyncio.wait_for(_read_response(reader, head_only=True), 5)
-        assert _headers(r)[b"content-length"] == b"1000"
+        r = await asyncio.wait_for(read_response(reader, head_only=True), 5)
+        assert headers_of(r)[b"content-length"] == b"1000"
         for path in (b"/204", b"/304", b"/ok"):
             writer.write(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path)
-            r = await asyncio.wait_for(_read_response(reader), 5)
+            r = await asyncio.wait_for(read_response(reader), 5)
             assert r.split(b" ")[1] == {b"/204": b"204", b"/304": b"304", b"/ok": b"200"}[path]
         assert r.endswith(b"\r\n\r\nok")  # no stray body bytes from the HEAD or 204 in between
     finally:
@@ -246,7 +143,7 @@ async def test_pipelined_requests_are_answered_in_order(raw: tuple[ProxyApp, Raw
     try:
         writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(5)))
         bodies = [
-            (await asyncio.wait_for(_read_response(reader), 5)).rsplit(b"\r\n\r\n", 1)[1] for _ in range(5)
+            (await asyncio.wait_for(read_response(reader), 5)).rsplit(b"\r\n\r\n", 1)[1] for _ in range(5)
         ]
     finally:
         writer.close()
@@ -261,14 +158,14 @@ async def test_multiple_set_cookie_headers_survive(raw: tuple[ProxyApp, RawBacke
         return True
 
     backend.routes[b"/c"] = cookies
-    r = await _exchange(app.port, b"GET /c HTTP/1.1\r\nHost: h\r\nCookie: sy_bucket=50\r\n\r\n")
+    r = await exchange(app.port, b"GET /c HTTP/1.1\r\nHost: h\r\nCookie: sy_bucket=50\r\n\r\n")
     assert r.count(b"Set-Cookie: ") == 2 and b"Set-Cookie: a=1" in r and b"Set-Cookie: b=2" in r
 
 
 async def test_upstream_refused_is_502_with_json(raw: tuple[ProxyApp, RawBackend], store: StateStore) -> None:
     app, backend = raw
     await backend.stop()
-    r = await _exchange(app.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = await exchange(app.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     assert r.startswith(b"HTTP/1.1 502")
     assert b'"error": "bad_gateway"' in r and backend.url.encode() in r
 
@@ -283,7 +180,7 @@ async def test_upstream_silence_is_504(raw: tuple[ProxyApp, RawBackend]) -> None
 
     backend.routes[b"/slow"] = silent
     try:
-        r = await _exchange(app.port, b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        r = await exchange(app.port, b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
     finally:
         hang.set()
     assert r.startswith(b"HTTP/1.1 504") and b"gateway_timeout" in r
@@ -297,15 +194,15 @@ async def test_upstream_dying_mid_body_closes_the_client(raw: tuple[ProxyApp, Ra
         return False
 
     backend.routes[b"/dies"] = dies
-    r = await _exchange(app.port, b"GET /dies HTTP/1.1\r\nHost: h\r\n\r\n", until_close=True)
+    r = await exchange(app.port, b"GET /dies HTTP/1.1\r\nHost: h\r\n\r\n", until_close=True)
     head, _, body = r.partition(b"\r\n\r\n")
-    assert _headers(head + b"\r\n\r\n")[b"content-length"] == b"100"
+    assert headers_of(head + b"\r\n\r\n")[b"content-length"] == b"100"
     assert body == b"only ten.."  # and the connection was closed: the client knows it is short
 
 
 async def test_malformed_request_is_400_and_closed(raw: tuple[ProxyApp, RawBackend]) -> None:
     app, backend = raw
-    r = await _exchange(app.port, b"GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n", until_close=True)
+    r = await exchange(app.port, b"GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n", until_close=True)
     assert r.startswith(b"HTTP/1.1 400") and b"Connection: close" in r
     assert backend.requests == []
 
@@ -321,7 +218,7 @@ async def test_stale_keepalive_connection_is_retried_for_get(raw: tuple[ProxyApp
 
     backend.routes[b"/flaky"] = once_then_close
     for _ in range(5):
-        r = await _exchange(app.port, b"GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n")
+        r = await exchange(app.port, b"GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n")
         assert r.startswith(b"HTTP/1.1 200"), r
 
 
@@ -336,7 +233,7 @@ async def test_stop_lets_an_inflight_request_finish(raw: tuple[ProxyApp, RawBack
 
     backend.routes[b"/slowish"] = slowish
     app.ctx.limits.read_timeout_s = 5.0
-    pending = asyncio.create_task(_exchange(app.port, b"GET /slowish HTTP/1.1\r\nHost: h\r\n\r\n"))
+    pending = asyncio.create_task(exchange(app.port, b"GET /slowish HTTP/1.1\r\nHost: h\r\n\r\n"))
     await async_wait_until(lambda: bool(backend.requests), 5, "the request to reach the backend")
     stopping = asyncio.create_task(app.stop())
     await async_wait_until(lambda: app.ctx.draining, 5, "stop() to begin draining")
@@ -347,7 +244,7 @@ async def test_stop_lets_an_inflight_request_finish(raw: tuple[ProxyApp, RawBack
     assert r.startswith(b"HTTP/1.1 200") and r.endswith(b"done")
     assert b"Connection: close" in r
     with contextlib.suppress(ConnectionError):
-        await _exchange(app.port, b"GET / HTTP/1.1\r\n\r\n")
+        await exchange(app.port, b"GET / HTTP/1.1\r\n\r\n")
         raise AssertionError("the proxy still accepts connections after stop()")
 
 
@@ -368,6 +265,72 @@ async def test_smuggling_shapes_are_400_and_closed(
     raw: tuple[ProxyApp, RawBackend], request_bytes: bytes
 ) -> None:
     app, backend = raw
-    r = await _exchange(app.port, request_bytes, until_close=True)
+    r = await exchange(app.port, request_bytes, until_close=True)
     assert r.startswith(b"HTTP/1.1 400") and b"Connection: close" in r
     assert backend.requests == []
+
+
+async def _expect_server(
+    answer_first: bytes | None,
+) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A backend that honours Expect: 100-continue, or refuses it with `answer_first`."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head)
+        if answer_first is not None:
+            writer.write(answer_first)
+            await writer.drain()
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = int(headers_of(head)[b"content-length"])
+        body = await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+async def test_expect_100_continue_is_relayed(store: StateStore, redis_url: str) -> None:
+    server, url, seen = await _expect_server(None)
+    await store.add_backend("production", url)
+    app = ProxyApp(proxy_config(redis_url))
+    await app.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+        writer.write(b"PUT /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        # The body is held back until the interim answer arrives, as a real client does.
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        r = await asyncio.wait_for(read_response(reader), 5)
+        assert r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"hello")
+        assert b"expect: 100-continue" in seen[0].lower()
+        writer.close()
+    finally:
+        await app.stop()
+        server.close()
+
+
+async def test_a_refused_expectation_is_answered_and_the_connection_ends(
+    store: StateStore, redis_url: str
+) -> None:
+    refusal = b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 4\r\n\r\nnope"
+    server, url, _ = await _expect_server(refusal)
+    await store.add_backend("production", url)
+    app = ProxyApp(proxy_config(redis_url))
+    await app.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+        writer.write(b"PUT /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        r = await asyncio.wait_for(reader.read(-1), 5)  # the proxy closes after the answer
+        assert r.startswith(b"HTTP/1.1 417 ") and r.endswith(b"nope")
+        assert b"Connection: close" in r
+        writer.close()
+    finally:
+        await app.stop()
+        server.close()
