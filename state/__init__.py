@@ -21,6 +21,7 @@ from state.model import (
     parse_route_prefix,
     parse_weight,
 )
+from state.monitoring import MonitorStore, NotifierStatus, Queued, monitored_hosts, parse_host_name
 from state.scaling import ScaleQueue, ScaleRequest
 from state.store import AuditEntry, Change, InstanceInfo, StateStore, connect
 
@@ -36,6 +37,9 @@ __all__ = [
     "InstanceInfo",
     "InvalidValue",
     "KeySpace",
+    "MonitorStore",
+    "NotifierStatus",
+    "Queued",
     "ScaleQueue",
     "ScaleRequest",
     "Snapshot",
@@ -43,8 +47,10 @@ __all__ = [
     "StateStore",
     "StateUnavailable",
     "connect",
+    "monitored_hosts",
     "parse_backend_url",
     "parse_flag_name",
+    "parse_host_name",
     "parse_pool",
     "parse_route_prefix",
     "parse_weight",

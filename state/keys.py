@@ -73,6 +73,24 @@ class KeySpace:
         """STREAM, capped: a host's recent samples, for charts and scale-in windows."""
         return f"{self.prefix}history:{name}"
 
+    def monitor_rules(self, host: str) -> str:
+        """HASH: rule name -> JSON state of that rule on one monitored host (no TTL:
+        a restarted monitor carries on from it)."""
+        return f"{self.prefix}monitor:{host}:rules"
+
+    @property
+    def monitor_rules_pattern(self) -> str:
+        return f"{self.prefix}monitor:*:rules"
+
+    def monitor_outbox(self, host: str, channel: str) -> str:
+        """LIST, capped: JSON notifications a host's monitor has still to deliver on a
+        channel (email, webhook), oldest first."""
+        return f"{self.prefix}monitor:{host}:outbox:{channel}"
+
+    def monitor_notifiers(self, host: str) -> str:
+        """HASH: channel -> JSON delivery status of a host's monitor (last error, retries)."""
+        return f"{self.prefix}monitor:{host}:notifiers"
+
     @property
     def scale_requests(self) -> str:
         """STREAM of scale requests (pool, reason, by, at, request); consumer group
