@@ -17,6 +17,7 @@ from proxy.client import ClientConnection
 from proxy.config import ProxyConfig
 from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
+from proxy.health import check_forever
 from proxy.mirror import StateMirror
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
@@ -48,6 +49,10 @@ class ProxyApp:
                 header_timeout_s=config.header_timeout_s,
                 max_header_bytes=config.max_header_bytes,
                 max_body_bytes=config.max_body_bytes,
+                retry_budget_ratio=config.retry_budget_ratio,
+                outlier_consecutive_failures=config.outlier_consecutive_failures,
+                outlier_base_ejection_s=config.outlier_base_ejection_s,
+                outlier_max_ejection_s=config.outlier_max_ejection_s,
                 allow_override=config.canary_override,
                 bucket_cookie_max_age_s=config.bucket_cookie_max_age_s,
             ),
@@ -68,6 +73,7 @@ class ProxyApp:
         self.admin_port = 0
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
         self._started = time.time()
         self._stopped = False
 
@@ -88,6 +94,16 @@ class ProxyApp:
         await web.SockSite(self.admin_runner, sock).start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self._sweeper = asyncio.create_task(self.ctx.sweep_forever(), name="timeouts")
+        if cfg.health_check_interval_s > 0:
+            self._checker = asyncio.create_task(
+                check_forever(
+                    self.ctx,
+                    cfg.health_check_path,
+                    cfg.health_check_interval_s,
+                    min(cfg.connect_timeout_s, cfg.health_check_interval_s),
+                ),
+                name="health-checks",
+            )
         log.info(
             "proxy listening on %s:%d, admin on %s:%d, state version=%d stale=%s",
             cfg.listen.host,
@@ -115,7 +131,7 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
-        await stop_tasks((self._heartbeat, self._sweeper), 5.0)
+        await stop_tasks((self._heartbeat, self._sweeper, self._checker), 5.0)
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.mirror.stop()

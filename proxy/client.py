@@ -157,6 +157,8 @@ class ClientConnection(asyncio.Protocol):
                 )
         elif low == b"upgrade":
             ex.upgrade = value
+        elif low == b"idempotency-key":
+            ex.idempotency_key = True
         elif low == b"connection":
             tokens = {t.strip().lower() for t in value.split(b",")} - PROTECTED
             ex.nominated = ex.nominated | tokens

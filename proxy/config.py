@@ -58,6 +58,13 @@ class ProxyConfig:
     shutdown_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     max_body_bytes: int = 1024**3
+    retry_budget_ratio: float = 0.2
+    outlier_consecutive_failures: int = 5
+    outlier_base_ejection_s: float = 10.0
+    outlier_max_ejection_s: float = 300.0
+    health_check_path: str = "/health"
+    # 0 turns the active health check off: ejected backends then return when their period ends.
+    health_check_interval_s: float = 0.0
     canary_override: bool = True
     bucket_cookie_max_age_s: int = 30 * 24 * 3600
     log_level: str = "INFO"
@@ -65,6 +72,7 @@ class ProxyConfig:
 
 
 _FILE_FORBIDDEN = {"admin_token": "PROXY_ADMIN_TOKEN"}
+_ZERO_MEANS_OFF = {"health_check_interval_s"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
 
@@ -87,7 +95,11 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             value = float(raw)
-            if not math.isfinite(value) or value <= 0:
+            if name == "retry_budget_ratio":
+                if not 0 <= value <= 1:
+                    raise ConfigError(f"{where} is {raw!r}: use a share between 0 and 1, such as 0.2")
+                return value
+            if not math.isfinite(value) or value < 0 or (value == 0 and name not in _ZERO_MEANS_OFF):
                 raise ConfigError(f"{where} is {raw!r}: use a positive number of seconds")
             return value
         if field_type == "int":
@@ -108,6 +120,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return level
     if name == "log_format" and raw not in ("text", "json"):
         raise ConfigError(f"{where} is {raw!r}: use text or json")
+    if name == "health_check_path" and not str(raw).startswith("/"):
+        raise ConfigError(f"{where} is {raw!r}: use a path such as /health")
     if name == "redis_url" and not str(raw).startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"{where} is {raw!r}: use redis://host:port/db")
     return str(raw) if raw is not None else None

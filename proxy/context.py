@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.balancer import Balancer
+from proxy.outlier import Outliers
+from proxy.retry import RetryBudget
 from proxy.stats import Stats
 from proxy.upstream import UpstreamPool
 from state import Snapshot
+
+log = logging.getLogger("proxy")
 
 if TYPE_CHECKING:
     from proxy.client import ClientConnection
@@ -19,6 +25,9 @@ if TYPE_CHECKING:
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 BUFFER_HIGH_BYTES = 256 * 1024
+# A request body up to this size is kept until the response starts, so the
+# request can be retried on another backend; a larger one is not retried.
+REPLAY_MAX_BYTES = 64 * 1024
 VIA = b"1.1 switchyard"
 
 
@@ -46,6 +55,10 @@ class Limits:
     header_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     max_body_bytes: int = 1024**3
+    retry_budget_ratio: float = 0.2
+    outlier_consecutive_failures: int = 5
+    outlier_base_ejection_s: float = 10.0
+    outlier_max_ejection_s: float = 300.0
 
 
 class ProxyContext:
@@ -65,10 +78,50 @@ class ProxyContext:
         self.balancer = Balancer(self.rng)
         self.upstreams = UpstreamPool(connect_timeout_s=limits.connect_timeout_s, max_idle_per_backend=256)
         self.stats = Stats()
+        self.retry_budget = RetryBudget(limits.retry_budget_ratio)
+        self.outliers = Outliers(
+            consecutive=limits.outlier_consecutive_failures,
+            base_ejection_s=limits.outlier_base_ejection_s,
+            max_ejection_s=limits.outlier_max_ejection_s,
+        )
+        self._view_of: Snapshot | None = None
+        self._view_generation = -1
+        self._view = Snapshot()
+        self.loop = asyncio.get_running_loop()
         self.connections: set[ClientConnection] = set()
         self.no_connections = asyncio.Event()
         self.no_connections.set()
         self.draining = False
+
+    def view(self) -> Snapshot:
+        """The snapshot to route by: the state's, without ejected backends."""
+        snap = self.state.snapshot
+        outliers = self.outliers
+        if not outliers.ejected:
+            return snap
+        now = self.loop.time()
+        if now >= outliers.next_expiry():
+            outliers.expire(now)
+        if snap is not self._view_of or outliers.generation != self._view_generation:
+            self._view_of = snap
+            self._view_generation = outliers.generation
+            self._view = dataclasses.replace(
+                snap, production=outliers.healthy(snap.production), staging=outliers.healthy(snap.staging)
+            )
+        return self._view
+
+    def upstream_failed(self, backend: str, version: str) -> None:
+        snap = self.state.snapshot
+        pool = snap.staging if version == "staging" else snap.production
+        if backend not in pool:
+            return  # removed from the pool meanwhile: nothing to eject
+        if self.outliers.failure(backend, pool, self.loop.time(), has_fallback=version == "staging"):
+            log.warning(
+                "backend ejected backend=%s pool=%s for_s=%.0f",
+                backend,
+                version,
+                self.outliers.ejected[backend] - self.loop.time(),
+            )
 
     async def sweep_forever(self) -> None:
         limits = self.limits

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, VIA, LocalReply
+from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, REPLAY_MAX_BYTES, VIA, LocalReply
 from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
 from proxy.http1 import HOP_BY_HOP, LAST_CHUNK, PROTECTED, chunk, encode_headers, simple_response, status_line
 from proxy.routing import BUCKET_COOKIE, Decision, blocking_flag, decide, facts_from, normalise_path
@@ -37,6 +37,7 @@ class Exchange:
         "head_sent",
         "headers",
         "host",
+        "idempotency_key",
         "keep_alive",
         "method",
         "minor",
@@ -44,6 +45,8 @@ class Exchange:
         "out",
         "override",
         "received",
+        "reconnected",
+        "replay",
         "request_done",
         "response_done",
         "response_started",
@@ -66,6 +69,10 @@ class Exchange:
         self.cookie: bytes | None = None
         self.override: bytes | None = None
         self.upgrade: bytes | None = None  # the Upgrade header of a request that asks to switch
+        self.idempotency_key = False
+        # What was sent of the body, kept while small so a failed attempt can be
+        # replayed on another backend; None when the request may not be retried.
+        self.replay: list[bytes] | None = None
         self.received = 0  # request body bytes read from the client
         self.host: bytes | None = None
         self.chunked = False
@@ -86,6 +93,7 @@ class Exchange:
         self.version = "proxy"
         self.status = 0
         self.retried = False
+        self.reconnected = False
         self.sent_at = 0.0
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
 
@@ -94,7 +102,8 @@ class Exchange:
     def start(self) -> None:
         client = self.client
         ctx = client.ctx
-        snap = ctx.state.snapshot
+        ctx.retry_budget.deposit()
+        snap = ctx.view()
         if ctx.control is not None and self.target.startswith(b"/disable/"):
             client.run_task(self._reply_from(ctx.control(self)))
             return
@@ -114,25 +123,57 @@ class Exchange:
             self.fail(NoBackend("no backend is registered: add one with `python -m proxy pool add`"))
             return
         self.version = decision.version
-        backend = ctx.balancer.pick(pool)
+        if self.method in IDEMPOTENT or self.idempotency_key:
+            self.replay = []
+        self._go(ctx.balancer.pick(pool), snap)
+
+    def _go(self, backend: str, snap: Snapshot) -> None:
+        ctx = self.client.ctx
         self.backend = backend
         ctx.balancer.acquire(backend)
         conn = ctx.upstreams.take_idle(backend)
         if conn is not None:
             self._send(conn, snap)
         else:
-            client.run_task(self._connect(backend, snap))
+            self.client.run_task(self._connect(backend, snap))
 
     async def _connect(self, backend: str, snap: Snapshot) -> None:
         try:
             conn = await self.client.ctx.upstreams.connect(backend)
         except ProxyError as exc:
-            self.fail(exc)
+            self._upstream_failed(exc, retry=True)
             return
         if self.client.closed:
             conn.close()
             return
         self._send(conn, snap)
+
+    def _upstream_failed(self, exc: ProxyError, *, retry: bool) -> None:
+        """The attempt on `self.backend` failed before any response byte: count it
+        against the backend and, when safe and within budget, try another one."""
+        client = self.client
+        ctx = client.ctx
+        backend = self.backend
+        if backend is not None:
+            ctx.upstream_failed(backend, self.version)
+        if (
+            retry
+            and not self.retried
+            and self.replay is not None
+            and not self.response_started
+            and not client.closed
+            and backend is not None
+        ):
+            snap = ctx.view()
+            others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
+            if others and ctx.retry_budget.withdraw():
+                self.retried = True
+                ctx.balancer.release(backend)
+                self.head_sent = False
+                self.body, self.replay = [*self.replay, *self.body], []
+                self._go(ctx.balancer.pick(others), snap)
+                return
+        self.fail(exc)
 
     def _send(self, conn: UpstreamConnection, snap: Snapshot) -> None:
         self.upstream = conn
@@ -191,6 +232,11 @@ class Exchange:
     def _write_body(self, data: bytes) -> None:
         assert self.upstream is not None
         self.upstream.write(chunk(data) if self.chunked else data)
+        replay = self.replay
+        if replay is not None:
+            replay.append(data)
+            if len(replay) > 64 or sum(map(len, replay)) > REPLAY_MAX_BYTES:
+                self.replay = None  # too much to keep: this request will not be retried
 
     def request_complete(self) -> None:
         self.request_done = True
@@ -220,6 +266,11 @@ class Exchange:
         self.response_started = True
         ctx = client.ctx
         ctx.stats.observe_latency(self.version, client.loop.time() - self.sent_at)
+        if self.backend is not None:
+            if status >= 500:
+                ctx.upstream_failed(self.backend, self.version)
+            else:
+                ctx.outliers.success(self.backend)
         # One pass over the headers: filter hop-by-hop fields and learn the framing.
         out = [status_line(status, self.minor)]
         has_length = upstream_chunked = False
@@ -308,23 +359,24 @@ class Exchange:
             conn is not None
             and not conn.got_bytes
             and conn.used > 1
-            and not self.retried
-            and self.method in IDEMPOTENT
-            and not self.body_bytes
+            and self.replay is not None
+            and not self.reconnected
             and self.backend is not None
         ):
-            # The backend closed an idle keep-alive connection as we reused it:
-            # the request never reached it, so a fresh connection is safe.
-            self.retried = True
+            # The backend closed an idle keep-alive connection as we reused it, a
+            # race every keep-alive client has: not the backend's fault, and the
+            # request did not reach it, so a fresh connection to it is safe.
+            self.reconnected = True
             self.head_sent = False
-            self.client.run_task(self._connect(self.backend, self.client.ctx.state.snapshot))
+            self.body, self.replay = [*self.replay, *self.body], []
+            self.client.ctx.balancer.release(self.backend)
+            self._go(self.backend, self.client.ctx.view())
             return
-        if isinstance(exc, ProxyError):
-            self.fail(exc)
-        else:
-            self.fail(
-                BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
-            )
+        if not isinstance(exc, ProxyError):
+            exc = BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
+        # No byte of a response came back: nothing was half-done that a retry repeats twice,
+        # unless the method is unsafe, which `replay` (None then) already rules out.
+        self._upstream_failed(exc, retry=conn is not None and not conn.got_bytes)
 
     def on_upstream_upgrade(self, first: bytes) -> None:
         """The upstream switched protocols (its 101 is already written)."""
@@ -349,7 +401,10 @@ class Exchange:
         if conn is not None:
             conn.sink = None
             conn.close()
-        self.fail(GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend))
+        # The backend may be working on it still: never retried.
+        self._upstream_failed(
+            GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend), retry=False
+        )
 
     # ---- endings ------------------------------------------------------------
 
