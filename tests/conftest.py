@@ -267,3 +267,89 @@ def raw_connection(port: int, timeout_s: float = 5.0) -> Iterator[socket.socket]
         yield sock
     finally:
         sock.close()
+
+
+class ProxyProcess:
+    """`python -m proxy serve` as a child process, ready once its /health answers."""
+
+    def __init__(self, redis_url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.argv = [
+            sys.executable,
+            "-m",
+            "proxy",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--admin-listen",
+            f"127.0.0.1:{self.admin_port}",
+            "--redis-url",
+            redis_url,
+            *extra,
+        ]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_") and k != "REDIS_URL"}
+        self.env.update(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="sy-proxy-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, f"proxy exited:\n{self.output()}"
+            try:
+                with socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.5) as s:
+                    s.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    return s.recv(64).startswith(b"HTTP/1.1 200")
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout_s, "the proxy process to be healthy")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} for pid {self.pid}")
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def proxy_process(redis_url: str) -> Iterator[Callable[..., ProxyProcess]]:
+    started: list[ProxyProcess] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None) -> ProxyProcess:
+        proc = ProxyProcess(redis_url, *extra, env=env)
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
