@@ -23,6 +23,7 @@ from state.model import (
 )
 from state.monitoring import MonitorStore, NotifierStatus, Queued, monitored_hosts, parse_host_name
 from state.scaling import ScaleQueue, ScaleRequest
+from state.servers import SERVER_STATES, ScaleMarks, ServerRecord, ServerRegistry, parse_server_id
 from state.store import AuditEntry, Change, InstanceInfo, StateStore, connect
 
 __all__ = [
@@ -40,8 +41,12 @@ __all__ = [
     "MonitorStore",
     "NotifierStatus",
     "Queued",
+    "SERVER_STATES",
+    "ScaleMarks",
     "ScaleQueue",
     "ScaleRequest",
+    "ServerRecord",
+    "ServerRegistry",
     "Snapshot",
     "StateError",
     "StateStore",
@@ -53,5 +58,6 @@ __all__ = [
     "parse_host_name",
     "parse_pool",
     "parse_route_prefix",
+    "parse_server_id",
     "parse_weight",
 ]

@@ -92,6 +92,21 @@ class KeySpace:
         return f"{self.prefix}monitor:{host}:notifiers"
 
     @property
+    def servers(self) -> str:
+        """HASH: server id -> JSON record of a server the provisioner created (state,
+        step, provider handle, backend URL), written before the server exists."""
+        return f"{self.prefix}servers"
+
+    @property
+    def provision_lock(self) -> str:
+        """STRING with TTL: the worker holding the one-provisioning-at-a-time lock."""
+        return f"{self.prefix}provision:lock"
+
+    def scale_marks(self, pool: str) -> str:
+        """HASH: "up" / "down" -> wall-clock time a pool last grew / shrank, for cooldowns."""
+        return f"{self.prefix}scale:marks:{pool}"
+
+    @property
     def scale_requests(self) -> str:
         """STREAM of scale requests (pool, reason, by, at, request); consumer group
         `provisioners`."""

@@ -1,0 +1,138 @@
+"""Configure a host by running a playbook with ansible-runner (in a thread).
+
+Measured facts this module is built on: a reused `private_data_dir` leaks
+extravars from one run into the next, so every run gets a fresh temporary one;
+`ansible-playbook` must be on the PATH given in `envvars`; a run that matched
+no host ends with rc 0 and status "successful", so success also requires the
+host among the processed ones in `stats`. Ansible's own temp files and SSH
+control sockets stay inside the run's directory, which is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from provisioner.errors import ConfigureError
+
+log = logging.getLogger("provisioner.configure")
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureResult:
+    host: str
+    ok: int
+    changed: int
+    duration_s: float
+
+
+class Configurer:
+    def __init__(self, playbooks_dir: Path, bin_dir: Path, *, timeout_s: float) -> None:
+        self.playbooks_dir = playbooks_dir
+        self.bin_dir = bin_dir
+        self.timeout_s = timeout_s
+
+    async def run(
+        self,
+        playbook: str,
+        host: str,
+        host_vars: Mapping[str, object],
+        extravars: Mapping[str, object] | None = None,
+    ) -> ConfigureResult:
+        """Run `playbook` against one host; ConfigureError names the task that failed."""
+        if not (self.playbooks_dir / playbook).is_file():
+            raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
+        cancel = threading.Event()
+        job = asyncio.ensure_future(
+            asyncio.to_thread(self._run, playbook, host, dict(host_vars), dict(extravars or {}), cancel)
+        )
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # Stop ansible-playbook and wait for it: a run left going could start an app
+            # on a server that is being destroyed.
+            cancel.set()
+            while not job.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(job)
+            raise
+
+    def _run(
+        self,
+        playbook: str,
+        host: str,
+        host_vars: dict[str, Any],
+        extravars: dict[str, Any],
+        cancel: threading.Event,
+    ) -> ConfigureResult:
+        started = time.monotonic()
+        run_dir = Path(tempfile.mkdtemp(prefix="sy-ansible-"))
+        try:
+            envvars = {
+                "PATH": f"{self.bin_dir}{os.pathsep}{SYSTEM_PATH}",
+                "ANSIBLE_HOST_KEY_CHECKING": "False",
+                "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                "ANSIBLE_NOCOLOR": "True",
+                "ANSIBLE_HOME": str(run_dir / "home"),
+                "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"),
+                # SSH control sockets need short paths; %(directory)s/%%C keeps them short.
+                "ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
+            }
+            if host_vars.get("ansible_connection") == "local":
+                envvars["ANSIBLE_REMOTE_TEMP"] = str(run_dir / "remote-tmp")
+            runner = ansible_runner.run(
+                private_data_dir=str(run_dir),
+                project_dir=str(self.playbooks_dir),
+                playbook=playbook,
+                inventory={"all": {"hosts": {host: host_vars}}},
+                extravars=extravars,
+                envvars=envvars,
+                quiet=True,
+                timeout=int(self.timeout_s),
+                cancel_callback=cancel.is_set,
+            )
+            stats: Mapping[str, Any] = runner.stats or {}
+            processed = host in (stats.get("processed") or {})
+            failed = host in (stats.get("failures") or {}) or host in (stats.get("dark") or {})
+            if runner.rc != 0 or runner.status != "successful" or not processed or failed:
+                raise ConfigureError(_explain(runner, host, playbook, processed))
+            return ConfigureResult(
+                host=host,
+                ok=int((stats.get("ok") or {}).get(host, 0)),
+                changed=int((stats.get("changed") or {}).get(host, 0)),
+                duration_s=time.monotonic() - started,
+            )
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _explain(runner: Any, host: str, playbook: str, processed: bool) -> str:
+    if runner.status == "canceled":
+        return f"{playbook} on {host} was cancelled"
+    if runner.status == "timeout":
+        return f"{playbook} on {host} timed out"
+    for event in runner.events:
+        if event.get("event") in FAILED_EVENTS:
+            data = event.get("event_data", {})
+            result = data.get("res") or {}
+            message = str(result.get("msg") or result.get("stderr") or "no message").strip()
+            kind = "unreachable" if event["event"] == "runner_on_unreachable" else "failed"
+            return f"{playbook} on {host} {kind} at task {data.get('task', '?')!r}: {message[:500]}"
+    if not processed:
+        return f"{playbook} matched no host named {host} (nothing was configured)"
+    return f"{playbook} on {host} ended with rc {runner.rc} ({runner.status})"

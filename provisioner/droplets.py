@@ -1,0 +1,150 @@
+"""The DigitalOcean provider: a server is a tagged droplet.
+
+Every droplet carries the owner tag (and a per-pool tag), so the provisioner
+can list everything it created, registered or not, and destroy what a failed
+or interrupted run left behind. API calls block and run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from provisioner.do_api import DigitalOceanApi, DropletInfo
+from provisioner.errors import ProviderError, ProviderTimeout
+from provisioner.provider import Machine
+from state.model import PoolName
+
+SSH_BANNER_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DropletSettings:
+    region: str
+    size: str
+    image: str
+    ssh_keys: tuple[str, ...]
+    owner_tag: str
+    tags: tuple[str, ...]
+    address: str  # public or private: the network the proxies and Ansible use
+    ssh_user: str
+    ssh_port: int
+    ssh_private_key_file: str
+    remote_python: str
+    app_dir: str
+    app_port: int
+    app_listen_host: str
+    install_deps: bool
+    poll_interval_s: float
+
+
+class DigitalOceanProvider:
+    name = "digitalocean"
+
+    def __init__(self, api: DigitalOceanApi, settings: DropletSettings) -> None:
+        self.api = api
+        self.settings = settings
+
+    def tags_for(self, pool: PoolName) -> tuple[str, ...]:
+        s = self.settings
+        return tuple(dict.fromkeys((s.owner_tag, f"{s.owner_tag}-{pool}", *s.tags)))
+
+    async def create(self, name: str, pool: PoolName) -> Machine:
+        s = self.settings
+        droplet_id = await asyncio.to_thread(
+            self.api.create,
+            name=name,
+            region=s.region,
+            size=s.size,
+            image=s.image,
+            ssh_keys=s.ssh_keys,
+            tags=self.tags_for(pool),
+        )
+        return Machine(name=name, ref=str(droplet_id), port=s.app_port)
+
+    def _address(self, info: DropletInfo) -> str:
+        return info.public_ip if self.settings.address == "public" else info.private_ip
+
+    async def wait_active(self, machine: Machine, timeout_s: float) -> Machine:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        status = "unknown"
+        while True:
+            info = await asyncio.to_thread(self.api.get, int(machine.ref))
+            if info is None:
+                raise ProviderError(f"droplet {machine.ref} ({machine.name}) disappeared while booting")
+            status = info.status
+            if status == "active" and self._address(info):
+                return replace(machine, address=self._address(info))
+            if loop.time() + self.settings.poll_interval_s > deadline:
+                raise ProviderTimeout(
+                    f"droplet {machine.ref} ({machine.name}) not active with a {self.settings.address}"
+                    f" address after {timeout_s:.0f}s (status {status})"
+                )
+            await asyncio.sleep(self.settings.poll_interval_s)
+
+    async def wait_reachable(self, machine: Machine, timeout_s: float) -> None:
+        """Until sshd answers with its banner: a port that merely accepts is not enough."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        where = f"{machine.address}:{self.settings.ssh_port}"
+        last = "no answer"
+        while True:
+            try:
+                async with asyncio.timeout(SSH_BANNER_TIMEOUT_S):
+                    reader, writer = await asyncio.open_connection(machine.address, self.settings.ssh_port)
+                    try:
+                        banner = await reader.readline()
+                    finally:
+                        writer.close()
+                        with contextlib.suppress(OSError):
+                            await writer.wait_closed()
+                if banner.startswith(b"SSH-"):
+                    return
+                last = f"no SSH banner ({banner[:20]!r})"
+            except (OSError, TimeoutError) as exc:
+                last = str(exc) or type(exc).__name__
+            if loop.time() + self.settings.poll_interval_s > deadline:
+                raise ProviderTimeout(f"droplet {machine.name}: SSH on {where} not reachable: {last}")
+            await asyncio.sleep(self.settings.poll_interval_s)
+
+    def host_vars(self, machine: Machine) -> Mapping[str, object]:
+        s = self.settings
+        found: dict[str, object] = {
+            "ansible_host": machine.address,
+            "ansible_port": s.ssh_port,
+            "ansible_user": s.ssh_user,
+            "ansible_python_interpreter": s.remote_python,
+            "switchyard_app_dir": f"{s.app_dir.rstrip('/')}/{machine.name}",
+            "switchyard_app_listen_host": s.app_listen_host,
+            "switchyard_app_port": s.app_port,
+            "switchyard_app_install_deps": s.install_deps,
+        }
+        if s.ssh_private_key_file:
+            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+        if not s.install_deps:
+            found["switchyard_app_python"] = s.remote_python
+        return found
+
+    def backend_url(self, machine: Machine) -> str:
+        host = f"[{machine.address}]" if ":" in machine.address else machine.address
+        return f"http://{host}:{self.settings.app_port}"
+
+    async def destroy(self, name: str, ref: str) -> bool:
+        destroyed = False
+        if ref:
+            destroyed = await asyncio.to_thread(self.api.destroy, int(ref))
+        # A create whose answer was lost may still have made a droplet: find it by name.
+        for info in await asyncio.to_thread(self.api.list, self.settings.owner_tag):
+            if info.name == name and str(info.id) != ref:
+                destroyed = await asyncio.to_thread(self.api.destroy, info.id) or destroyed
+        return destroyed
+
+    async def list_own(self) -> list[Machine]:
+        found = await asyncio.to_thread(self.api.list, self.settings.owner_tag)
+        return [
+            Machine(name=i.name, ref=str(i.id), address=self._address(i), port=self.settings.app_port)
+            for i in found
+        ]

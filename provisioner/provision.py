@@ -1,0 +1,256 @@
+"""One server in, one server out: the steps, and the clean-up when a step fails.
+
+In: create, active, reachable, configure, health, register. The record is
+written before the create and after every step, so whatever happens (a step
+fails, the worker is stopped, the worker dies) the record says what may exist.
+A failed step is cleaned up at once: out of the pool, destroyed, forgotten,
+with the step's name in the audit log. Out: drain, destroy, forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from provisioner.configure import Configurer
+from provisioner.drain import DrainResult, drain
+from provisioner.errors import StepFailed
+from provisioner.notify import Notifier
+from provisioner.provider import Machine, Provider
+from state import ServerRecord, ServerRegistry, StateStore
+from state.model import PoolName
+
+log = logging.getLogger("provisioner")
+T = TypeVar("T")
+PLAYBOOKS: Mapping[str, str] = {"production": "product.yml", "staging": "staging.yml"}
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    active_s: float
+    reachable_s: float
+    health_s: float
+    drain_s: float
+
+
+@dataclass
+class _Run:
+    """What one provisioning has made so far: exactly what a clean-up must undo."""
+
+    record: ServerRecord
+    machine: Machine | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+async def finish(work: Awaitable[T]) -> T:
+    """Run `work` to its end even if the caller is cancelled meanwhile (then re-raise the
+    cancel): a clean-up stopped half-way is how servers leak."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+class Provisioner:
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        configurer: Configurer,
+        store: StateStore,
+        registry: ServerRegistry,
+        notifier: Notifier,
+        owner: str,
+        name_prefix: str,
+        deadlines: Deadlines,
+        extravars: Mapping[str, object] | None = None,
+        health_path: str = "/health",
+    ) -> None:
+        self.provider = provider
+        self.configurer = configurer
+        self.store = store
+        self.registry = registry
+        self.notifier = notifier
+        self.owner = owner
+        self.name_prefix = name_prefix
+        self.deadlines = deadlines
+        self.extravars = dict(extravars or {})
+        self.health_path = health_path
+
+    def new_id(self, pool: PoolName) -> str:
+        return f"{self.name_prefix}-{pool[:4]}-{uuid.uuid4().hex[:8]}"
+
+    async def provision(self, pool: PoolName, reason: str) -> ServerRecord:
+        """Add one server to `pool`; StepFailed (after clean-up) names the step that failed."""
+        now = time.time()
+        record = ServerRecord(
+            id=self.new_id(pool),
+            pool=pool,
+            provider=self.provider.name,
+            state="provisioning",
+            created_at=now,
+            updated_at=now,
+            owner=self.owner,
+            step="create",
+        )
+        await self.registry.put(record)
+        run = _Run(record)
+        log.info(
+            "provisioning %s for pool %s (%s) with provider %s", record.id, pool, reason, record.provider
+        )
+        try:
+            await self._steps(run, pool)
+        except asyncio.CancelledError:
+            await finish(self._clean_up(run.record, run.machine, "stopped while provisioning", failed=True))
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            log.error("server %s: step %s failed: %s", run.record.id, run.record.step, error)
+            cleaned = await finish(self._clean_up(run.record, run.machine, error, failed=True))
+            await self.notifier.notify(
+                "server.failed",
+                {
+                    "server": run.record.id,
+                    "pool": pool,
+                    "step": run.record.step,
+                    "error": error,
+                    "cleaned": cleaned,
+                },
+            )
+            raise StepFailed(run.record.id, run.record.step, exc, cleaned=cleaned) from exc
+        total = time.time() - now
+        log.info(
+            "server %s is in pool %s at %s after %.1fs (%s)",
+            run.record.id,
+            pool,
+            run.record.url,
+            total,
+            " ".join(f"{k}={v:.2f}s" for k, v in run.timings.items()),
+        )
+        await self.notifier.notify(
+            "server.added",
+            {
+                "server": run.record.id,
+                "pool": pool,
+                "url": run.record.url,
+                "reason": reason,
+                "seconds": round(total, 2),
+            },
+        )
+        return run.record
+
+    async def _steps(self, run: _Run, pool: PoolName) -> None:
+        p, d = self.provider, self.deadlines
+        name = run.record.id
+        machine = await self._step(run, "create", lambda: p.create(name, pool))
+        run.machine = machine
+        await self._save(run, ref=machine.ref)
+        machine = await self._step(run, "active", lambda: p.wait_active(machine, d.active_s))
+        run.machine = machine
+        await self._save(run, address=machine.address, url=p.backend_url(machine))
+        await self._step(run, "reachable", lambda: p.wait_reachable(machine, d.reachable_s))
+        await self._step(
+            run,
+            "configure",
+            lambda: self.configurer.run(PLAYBOOKS[pool], name, p.host_vars(machine), self.extravars),
+        )
+        url = run.record.url
+        await self._step(run, "health", lambda: self._health(url))
+        await self._step(run, "register", lambda: self.store.add_backend(pool, url))
+        run.record = run.record.evolve(state="active", step="", timings=dict(run.timings))
+        await self.registry.put(run.record)
+
+    async def _health(self, url: str) -> float:
+        from provisioner.health import wait_healthy  # noqa: PLC0415  (aiohttp client only when used)
+
+        return await wait_healthy(url, path=self.health_path, timeout_s=self.deadlines.health_s)
+
+    async def _step(self, run: _Run, step: str, work: Callable[[], Awaitable[T]]) -> T:
+        await self._save(run, step=step)
+        started = time.monotonic()
+        result = await work()
+        run.timings[step] = time.monotonic() - started
+        return result
+
+    async def _save(self, run: _Run, **changes: object) -> None:
+        run.record = run.record.evolve(**changes)
+        await self.registry.put(run.record)
+
+    async def _clean_up(
+        self, record: ServerRecord, machine: Machine | None, why: str, *, failed: bool
+    ) -> bool:
+        """Undo a server: out of the pool, destroyed, forgotten. False (and the record
+        marked cleanup_failed for the next worker) if any of that failed."""
+        try:
+            if record.url:
+                await self.store.remove_backend(record.pool, record.url)
+            await self.provider.destroy(record.id, machine.ref if machine else record.ref)
+            outcome = {"failed_step": record.step, "error": why[:500]} if failed else {"removed": why[:500]}
+            await self.registry.remove(record.id, outcome=outcome)
+            log.info("server %s destroyed and forgotten: %s", record.id, why)
+            return True
+        except Exception as exc:
+            log.error("server %s: clean-up failed, will retry: %s", record.id, exc)
+            try:
+                await self.registry.put(
+                    record.evolve(state="cleanup_failed", error=f"{why[:300]}; clean-up: {exc}"[:600])
+                )
+            except Exception as again:
+                log.error("server %s: cannot record the failed clean-up: %s", record.id, again)
+            return False
+
+    async def retire(self, record: ServerRecord, reason: str) -> DrainResult:
+        """Take a server out: drain it from its pool, destroy it, forget it."""
+        record = record.evolve(state="draining", owner=self.owner, step="drain")
+        await self.registry.put(record)
+        log.info("retiring %s from pool %s: %s", record.id, record.pool, reason)
+        result = DrainResult(True, 0.0, ())
+        if record.url:
+            result = await drain(self.store, record.pool, record.url, timeout_s=self.deadlines.drain_s)
+        record = record.evolve(state="destroying", step="destroy")
+        await self.registry.put(record)
+        if not await finish(self._clean_up(record, None, f"retired: {reason}", failed=False)):
+            raise StepFailed(record.id, "destroy", RuntimeError("clean-up failed"), cleaned=False)
+        await self.notifier.notify(
+            "server.removed",
+            {
+                "server": record.id,
+                "pool": record.pool,
+                "url": record.url,
+                "reason": reason,
+                "drained": result.drained,
+            },
+        )
+        return result
+
+    async def reconcile(self) -> list[str]:
+        """Clean up what dead workers left: call only while holding the provisioning lock,
+        when no other operation can be under way. Returns what was done."""
+        done = []
+        for record in await self.registry.all():
+            if record.provider != self.provider.name or record.state == "active":
+                continue
+            why = f"left {record.state} at step {record.step or '-'} by {record.owner}"
+            if await finish(self._clean_up(record, None, why, failed=True)):
+                done.append(f"cleaned up {record.id} ({why})")
+        known = {r.id for r in await self.registry.all()}
+        for machine in await self.provider.list_own():
+            if machine.name not in known:
+                await finish(self.provider.destroy(machine.name, machine.ref))
+                log.warning("destroyed %s: the provisioner made it but has no record of it", machine.name)
+                done.append(f"destroyed orphan {machine.name}")
+        return done
