@@ -18,6 +18,7 @@ from proxy.config import ProxyConfig
 from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
 from proxy.health import check_forever
+from proxy.logs import AccessLog
 from proxy.mirror import StateMirror
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
@@ -79,6 +80,8 @@ class ProxyApp:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.access_log != "off":
+            self.ctx.access_log = AccessLog(cfg.access_log, cfg.log_format)
         await self.mirror.start()
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
@@ -140,6 +143,8 @@ class ProxyApp:
                 await self.store.forget_instance(self.instance_id)
         await self.redis.aclose()
         await self.listener_redis.aclose()
+        if self.ctx.access_log is not None:
+            self.ctx.access_log.close()
 
     async def _beat(self) -> None:
         interval = self.config.heartbeat_interval_s

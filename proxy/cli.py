@@ -234,14 +234,10 @@ async def _audit(store: StateStore, limit: int, as_json: bool) -> int:
 
 
 def _serve(config: ProxyConfig) -> int:
+    from proxy import logs  # noqa: PLC0415
     from proxy.app import ProxyApp  # noqa: PLC0415  (keeps the control commands light)
 
-    logging.basicConfig(
-        level=config.log_level,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if config.log_format == "json"
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(config.log_level, config.log_format)
     try:
         import uvloop  # noqa: PLC0415
 

@@ -278,11 +278,13 @@ class ClientConnection(asyncio.Protocol):
     # ---- internals ----------------------------------------------------------
 
     def _release(self, ex: Exchange) -> None:
+        if ex.status:
+            self.ctx.stats.count(ex.version, ex.status)
+            if self.ctx.access_log is not None:
+                self.ctx.access_log.record(ex, self.loop.time() - ex.started_at)
         if ex.backend is not None:
             self.ctx.balancer.release(ex.backend)
             ex.backend = None
-        if ex.status:
-            self.ctx.stats.count(ex.version, ex.status)
 
     def sweep(self, now: float) -> None:
         """Enforce the timeouts; called a few times a second for every connection,

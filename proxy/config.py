@@ -69,6 +69,8 @@ class ProxyConfig:
     bucket_cookie_max_age_s: int = 30 * 24 * 3600
     log_level: str = "INFO"
     log_format: str = "text"
+    # off, - (standard error) or a file path; written by a thread, never by the event loop
+    access_log: str = "off"
 
 
 _FILE_FORBIDDEN = {"admin_token": "PROXY_ADMIN_TOKEN"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.balancer import Balancer
+from proxy.logs import AccessLog
 from proxy.outlier import Outliers
 from proxy.retry import RetryBudget
 from proxy.stats import Stats
@@ -88,6 +89,7 @@ class ProxyContext:
         self._view_generation = -1
         self._view = Snapshot()
         self.loop = asyncio.get_running_loop()
+        self.access_log: AccessLog | None = None
         self.connections: set[ClientConnection] = set()
         self.no_connections = asyncio.Event()
         self.no_connections.set()

@@ -52,6 +52,7 @@ class Exchange:
         "response_started",
         "retried",
         "sent_at",
+        "started_at",
         "status",
         "target",
         "until_close",
@@ -95,6 +96,7 @@ class Exchange:
         self.retried = False
         self.reconnected = False
         self.sent_at = 0.0
+        self.started_at = client.loop.time()
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
 
     # ---- request side -------------------------------------------------------
