@@ -9,6 +9,7 @@ from dataclasses import dataclass
 DEFAULT_KEY_PREFIX = "switchyard:"
 # The sample apps by pool: version shown, and page colour so the two are told apart at a glance.
 APPS: tuple[tuple[str, str, str], ...] = (("production", "v1", "green"), ("staging", "v2", "royalblue"))
+MONITOR_NAME = "local-proxy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,11 @@ def serve_command(python: str, listen: str, admin_listen: str, redis: RedisArgs)
         admin_listen,
         *redis.argv(),
     ]
+
+
+def monitor_command(python: str, redis: RedisArgs) -> list[str]:
+    """The proxy host's monitor, as the original ran one on the proxy server."""
+    return [python, "-u", "-m", "monitor", "run", "--role", "proxy", "--name", MONITOR_NAME, *redis.argv()]
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -120,6 +126,7 @@ def hints(
             f"  curl -i '{public}/set?key=a&value=1'   # 403 feature_disabled",
             f"  curl {public}/disable/0",
             f"  {python} -m proxy status {r}",
+            f"  {python} -m monitor status {r}     # the proxy host's CPU, memory and alert rules",
             f"  curl {admin}/status",
             f"  curl {admin}/metrics",
         ]

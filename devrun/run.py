@@ -1,4 +1,5 @@
-"""The local run: a Redis, the two sample apps registered as production and staging, the proxy.
+"""The local run: a Redis, the two sample apps registered as production and staging, the proxy
+and its host's monitor.
 
 Everything is a child process started here and stopped here by its PID; the
 apps are registered through the proxy's own CLI, so the Redis writes are the
@@ -19,6 +20,7 @@ from devrun.commands import (
     app_command,
     client_host,
     hints,
+    monitor_command,
     parse_address,
     pool_command,
     serve_command,
@@ -66,6 +68,7 @@ class _Run:
     redis: RedisArgs | None = None
     apps: list[Child] | None = None
     proxy: Child | None = None
+    monitor: Child | None = None
     registered: list[tuple[str, str]] | None = None
 
 
@@ -146,6 +149,8 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
                 stop,
                 state.proxy,
             )
+        # The monitor has no port to wait for: supervision notices if it exits.
+        state.monitor = Child.start("monitor", monitor_command(options.python, state.redis), console)
 
     console.say(
         hints(
@@ -160,7 +165,7 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
 
 
 def _supervise(state: _Run, stop: StopSignal) -> int:
-    children = [*(state.apps or []), *([state.proxy] if state.proxy else [])]
+    children = [*(state.apps or []), *(c for c in (state.proxy, state.monitor) if c)]
     while not stop.wait(SUPERVISE_S):
         for child in children:
             if not child.running():
@@ -217,7 +222,7 @@ def _shutdown(options: Options, state: _Run) -> None:
                     console.error(f"warning: {exc}; remove it by hand")
         else:
             console.error(f"warning: Redis at {redact(store.url)} does not answer; backends left registered")
-    children = [*([state.proxy] if state.proxy else []), *(state.apps or [])]
+    children = [*(c for c in (state.monitor, state.proxy) if c), *(state.apps or [])]
     stop_all(children, STOP_GRACE_S)
     store.close(STOP_GRACE_S)
     console.say("stopped")

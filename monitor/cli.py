@@ -122,8 +122,8 @@ def _run(config: MonitorConfig) -> int:
         host = config.name or parse_host_name(socket.gethostname())
     except InvalidValue as exc:
         raise ConfigError(f"{exc}: pass --name HOST") from exc
-    _logging(config)
     source = open_source(config.source)
+    _logging(config)
     senders = _senders(config)
     mail = (
         f"{config.smtp_host}:{config.port} ({config.smtp_security}) to {', '.join(config.alert_to)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -411,6 +412,12 @@ def interrupt_and_check(
     assert "deregistered production backend" in text and "deregistered staging backend" in text
 
 
+def monitor_pid(output: str) -> int:
+    found = re.search(r"^\[monitor\] .*monitor started .*\bpid=(\d+)", output, re.MULTILINE)
+    assert found, output
+    return int(found.group(1))
+
+
 def kill_leftovers(devrun: subprocess.Popen[bytes], pids: list[int]) -> None:
     if devrun.poll() is None:
         devrun.kill()
@@ -463,6 +470,10 @@ def test_devrun_serves_through_the_proxy(redis_server: RedisServer, tmp_path: Pa
         pids = app_pids(registered(client, keys))
         status = json.loads(get_text(admin, "/status"))
         pids.append(int(status["proxy"]["pid"]))
+        # The proxy host's monitor runs too: its first sample reaches Redis.
+        poll(lambda: client.get(keys.host("local-proxy")) is not None, 30, "the monitor's first sample")
+        assert json.loads(client.get(keys.host("local-proxy")))["role"] == "proxy"
+        pids.append(monitor_pid(out.read_text()))
         seen = {get_text(listen, "/version") for _ in range(40)}
         # 40 draws at 30% staging all landing on one side has odds below 1e-6.
         assert seen == {"v1\n", "v2\n"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import signal
 import subprocess
@@ -19,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from state import KeySpace
 from tests.conftest import ROOT, free_port, wait_until
 
 BURNER = Path(__file__).with_name("burner.py")
 SMTP_USER, SMTP_PASSWORD = "switchyard", "pw-Zq81-never-logged"
+KEYS = KeySpace()
 
 
 @dataclass
@@ -217,3 +221,46 @@ def until(
         time.sleep(0.02)
     output = f"\nmonitor output:\n{proc.output()}" if proc is not None else ""
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{output}")
+
+
+def rules_file(tmp_path: Path, extra: str = "") -> Path:
+    file = tmp_path / "monitor.toml"
+    file.write_text(
+        "retry_base_s = 0.2\nretry_max_s = 1.0\n"
+        "[rules.cpu]\nthreshold = 20\nrecover_below = 10\nfor_samples = 3\n"
+        "[rules.mem]\nenabled = false\n" + extra
+    )
+    return file
+
+
+def mail_env(redis_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    """A plain local relay by default; `extra` overrides."""
+    base = {
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "MONITOR_SMTP_SECURITY": "none",
+        "ALERT_FROM": "switchyard@example.com",
+        "ALERT_TO": "ops@example.com",
+    }
+    return clean_env(**{**base, **extra})
+
+
+def monitor_args(burner: Burner, config: Path, name: str) -> list[str]:
+    return ["--role", "proxy", "--name", name, "--interval-s", "0.2", "--source", f"pid:{burner.pid}",
+            "--config", str(config)]  # fmt: skip
+
+
+def alert_of(client: redis.Redis) -> dict[str, object] | None:
+    raw = client.get(KEYS.alert)
+    return None if raw is None else dict(json.loads(raw))
+
+
+def rule_state(client: redis.Redis, host: str, rule: str) -> dict[str, object]:
+    raw = client.hget(KEYS.monitor_rules(host), rule)
+    return {} if raw is None else dict(json.loads(raw))
+
+
+def notifier(client: redis.Redis, host: str, channel: str) -> dict[str, object]:
+    raw = client.hget(KEYS.monitor_notifiers(host), channel)
+    return {} if raw is None else dict(json.loads(raw))
