@@ -264,3 +264,8 @@ def rule_state(client: redis.Redis, host: str, rule: str) -> dict[str, object]:
 def notifier(client: redis.Redis, host: str, channel: str) -> dict[str, object]:
     raw = client.hget(KEYS.monitor_notifiers(host), channel)
     return {} if raw is None else dict(json.loads(raw))
+
+
+def failures(client: redis.Redis, host: str, channel: str) -> int:
+    """Consecutive failed deliveries on a channel, 0 before the first status."""
+    return int(str(notifier(client, host, channel).get("failures", 0)))

@@ -34,6 +34,7 @@ from tests.monitor.conftest import (
     SmtpServer,
     alert_of,
     clean_env,
+    failures,
     mail_env,
     monitor_args,
     notifier,
@@ -171,7 +172,7 @@ def test_smtp_down_is_retried_shown_in_status_and_delivered_when_back(
     mon = start_monitor(
         *monitor_args(burner, rules_file(tmp_path), "mailless"), env=mail_env(redis_url, down.port)
     )
-    until(lambda: notifier(client, "mailless", "email").get("failures", 0) >= 2, 20, "failed attempts", mon)
+    until(lambda: failures(client, "mailless", "email") >= 2, 20, "failed attempts", mon)
     status = notifier(client, "mailless", "email")
     assert status["state"] == "failing"
     assert f"SMTP 127.0.0.1:{down.port}: ConnectionRefusedError" in str(status["last_error"])

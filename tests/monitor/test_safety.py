@@ -28,6 +28,7 @@ from tests.monitor.conftest import (
     MonitorProcess,
     SmtpServer,
     alert_of,
+    failures,
     mail_env,
     monitor_args,
     notifier,
@@ -159,7 +160,7 @@ def test_secrets_never_reach_logs_or_status(
         mon = start_monitor(*monitor_args(burner, rules_file(tmp_path), "secretive"), env=env)
 
         def both_failed_twice() -> bool:
-            return all(notifier(client, "secretive", c).get("failures", 0) >= 2 for c in ("email", "webhook"))
+            return all(failures(client, "secretive", c) >= 2 for c in ("email", "webhook"))
 
         until(both_failed_twice, 20, "email and webhook to fail twice", mon)
         assert "refused the login of 'switchyard'" in str(
