@@ -28,8 +28,10 @@ log = logging.getLogger("proxy")
 
 
 class ProxyApp:
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, listen_sock: socket.socket | None = None) -> None:
         self.config = config
+        # A socket bound by a supervisor and shared by its workers (proxy/workers.py).
+        self.listen_sock = listen_sock
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{config.listen.port}"
         keys = KeySpace(config.key_prefix)
         self.redis = connect(config.redis_url)
@@ -84,15 +86,26 @@ class ProxyApp:
             self.ctx.access_log = AccessLog(cfg.access_log, cfg.log_format)
         await self.mirror.start()
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: ClientConnection(self.ctx), cfg.listen.host, cfg.listen.port, backlog=2048
-        )
+        if self.listen_sock is not None:
+            self.server = await loop.create_server(
+                lambda: ClientConnection(self.ctx), sock=self.listen_sock, backlog=2048
+            )
+        else:
+            self.server = await loop.create_server(
+                lambda: ClientConnection(self.ctx),
+                cfg.listen.host,
+                cfg.listen.port,
+                backlog=2048,
+                reuse_port=cfg.reuse_port or None,
+            )
         self.port = self.server.sockets[0].getsockname()[1]
         admin = build_admin(self.store, self.mirror, self.ctx.stats, self.registry, cfg.admin_token)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
-        sock = socket.create_server((cfg.admin_listen.host, cfg.admin_listen.port), family=family)
+        sock = socket.create_server(
+            (cfg.admin_listen.host, cfg.admin_listen.port), family=family, reuse_port=cfg.reuse_port
+        )
         self.admin_port = sock.getsockname()[1]
         await web.SockSite(self.admin_runner, sock).start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import logging
@@ -20,7 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy.config import ConfigError, ProxyConfig, load_config
+from proxy.config import Address, ConfigError, ProxyConfig, load_config
+from proxy.workers import LISTEN_FD_ENV, READY_FD_ENV
 from state import (
     POOLS,
     Change,
@@ -47,6 +49,12 @@ class CliError(Exception):
         self.code = code
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--redis-url", help="Redis URL (default: $REDIS_URL, then redis://127.0.0.1:6379/0)")
@@ -59,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the proxy")
     serve.add_argument("--listen", help="public address host:port (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", help="admin API address host:port (default 127.0.0.1:8081)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="processes sharing the port (default 1); worker i has its admin API on the admin port + i",
+    )
+    serve.add_argument("--reuse-port", action="store_const", const=True, help="bind with SO_REUSEPORT")
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
     pool = sub.add_parser("pool", help="backends of the production and staging pools")
     pool_sub = pool.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -246,7 +261,10 @@ def _serve(config: ProxyConfig) -> int:
         runner = asyncio.run
 
     async def main() -> int:
-        app = ProxyApp(config)
+        inherited = os.environ.get(LISTEN_FD_ENV)
+        app = ProxyApp(
+            config, listen_sock=None if inherited is None else socket.socket(fileno=int(inherited))
+        )
         try:
             await app.start()
         except OSError as exc:
@@ -254,6 +272,12 @@ def _serve(config: ProxyConfig) -> int:
             raise CliError(
                 f"cannot listen on {config.listen} or {config.admin_listen}: {exc.strerror or exc}"
             ) from exc
+        ready_fd = os.environ.get(READY_FD_ENV)
+        if ready_fd is not None:
+            # Tell the supervisor this worker listens (see proxy/workers.py).
+            with contextlib.suppress(OSError, ValueError):
+                os.write(int(ready_fd), b"1")
+                os.close(int(ready_fd))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -266,10 +290,48 @@ def _serve(config: ProxyConfig) -> int:
     return runner(main())
 
 
+def _supervise(config: ProxyConfig, args: argparse.Namespace) -> int:
+    from proxy import logs  # noqa: PLC0415
+    from proxy.workers import Supervisor, listen_socket, worker_argv  # noqa: PLC0415
+
+    logs.configure(config.log_level, config.log_format)
+    try:
+        listener = listen_socket(config.listen.host, config.listen.port, reuse_port=config.reuse_port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
+    base = ["--listen", str(config.listen), "--admin-listen", str(config.admin_listen)]
+    base += ["--key-prefix", config.key_prefix]
+    if args.config is not None:
+        base += ["--config", str(args.config)]
+    # The Redis URL may hold a password: through the environment, not the process list.
+    env = {"REDIS_URL": config.redis_url}
+    supervisor = Supervisor(worker_argv(base), config.workers, config.shutdown_timeout_s, env, listener)
+    try:
+        return asyncio.run(supervisor.run())
+    finally:
+        listener.close()
+
+
 def _run(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "serve":
-        return _serve(_config(args, listen=args.listen, admin_listen=args.admin_listen))
+        config = _config(
+            args,
+            listen=args.listen,
+            admin_listen=args.admin_listen,
+            workers=args.workers,
+            reuse_port=args.reuse_port,
+        )
+        if args.worker_index is not None:
+            admin = config.admin_listen
+            config = dataclasses.replace(
+                config,
+                reuse_port=True,
+                admin_listen=Address(admin.host, admin.port + args.worker_index if admin.port else 0),
+            )
+        elif config.workers > 1:
+            return _supervise(config, args)
+        return _serve(config)
     config = _config(args)
     # Validate before touching Redis: bad input must change nothing.
     if cmd == "pool":

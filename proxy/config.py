@@ -69,6 +69,10 @@ class ProxyConfig:
     bucket_cookie_max_age_s: int = 30 * 24 * 3600
     log_level: str = "INFO"
     log_format: str = "text"
+    # More than 1: a supervisor runs this many proxy processes sharing the port.
+    workers: int = 1
+    # SO_REUSEPORT on the listening sockets (set for each of several workers).
+    reuse_port: bool = False
     # off, - (standard error) or a file path; written by a thread, never by the event loop
     access_log: str = "off"
 
