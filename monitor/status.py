@@ -84,10 +84,12 @@ def _rule_line(data: dict[str, object], now: float) -> str:
     rule = data.get("rule")
     spec = ""
     if isinstance(rule, dict):
-        spec = (
-            f" [{rule.get('metric')} > {rule.get('threshold'):g}% for {rule.get('held_for')},"
-            f" resolves < {rule.get('recover_below'):g}%]"
-        )
+        threshold, recover = _num(rule, "threshold"), _num(rule, "recover_below")
+        if threshold is not None and recover is not None:
+            spec = (
+                f" [{rule.get('metric')} > {pct(threshold)} for {rule.get('held_for')},"
+                f" resolves < {pct(recover)}]"
+            )
     value, peak, since = _num(data, "value"), _num(data, "peak"), _num(data, "since")
     last = f"last {pct(value)}" if value is not None else "no sample yet"
     if phase == "firing" and since is not None:
