@@ -32,7 +32,7 @@ def compose(notice: Notice, sender: str, recipients: tuple[str, ...]) -> EmailMe
     msg["Subject"] = subject(notice)
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    msg["Date"] = formatdate(notice.at, localtime=False)
+    msg["Date"] = formatdate(notice.at, usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     # Mail clients thread the firing, reminders and resolved email of one breach together.
     msg["X-Switchyard-Alert"] = f"{notice.host}/{notice.rule}/{notice.since:.3f}"
