@@ -22,10 +22,14 @@ class Measurement:
         return where | self.result.to_json() | {"listen_overflows": self.listen_overflows}
 
 
+REFERENCES = ("nginx", "haproxy")
+
+
 @dataclass(frozen=True, slots=True)
 class Ratio:
-    """proxy / nginx in one round at one connection count."""
+    """proxy / a reference (nginx or HAProxy) in one round at one connection count."""
 
+    reference: str
     round: int
     connections: int
     requests_per_s: float  # above 1: the proxy serves more
@@ -33,6 +37,7 @@ class Ratio:
 
     def to_json(self) -> dict[str, object]:
         return {
+            "reference": self.reference,
             "round": self.round,
             "connections": self.connections,
             "requests_per_s_ratio": round(self.requests_per_s, 4),
@@ -40,17 +45,25 @@ class Ratio:
         }
 
 
-def ratio(rows: Sequence[Measurement]) -> Ratio | None:
+def ratios(rows: Sequence[Measurement]) -> list[Ratio]:
+    """The proxy against each reference measured in the same round."""
     by_target = {m.target: m for m in rows}
-    proxy, nginx = by_target.get("proxy"), by_target.get("nginx")
-    if proxy is None or nginx is None or nginx.result.requests_per_s == 0 or nginx.result.p99_ms == 0:
-        return None
-    return Ratio(
-        proxy.round,
-        proxy.connections,
-        proxy.result.requests_per_s / nginx.result.requests_per_s,
-        proxy.result.p99_ms / nginx.result.p99_ms,
-    )
+    proxy = by_target.get("proxy")
+    out: list[Ratio] = []
+    for name in REFERENCES:
+        ref = by_target.get(name)
+        if proxy is None or ref is None or ref.result.requests_per_s == 0 or ref.result.p99_ms == 0:
+            continue
+        out.append(
+            Ratio(
+                name,
+                proxy.round,
+                proxy.connections,
+                proxy.result.requests_per_s / ref.result.requests_per_s,
+                proxy.result.p99_ms / ref.result.p99_ms,
+            )
+        )
+    return out
 
 
 def ms(value: float) -> str:
@@ -84,9 +97,8 @@ def round_table(rows: Sequence[Measurement], rounds: int, duration_s: int) -> st
                 overflows=m.listen_overflows,
             )
         )
-    found = ratio(rows)
-    if found is not None:
-        lines.append(f"  proxy/nginx: req/s x{found.requests_per_s:.2f}, p99 x{found.p99:.2f}")
+    for found in ratios(rows):
+        lines.append(f"  proxy/{found.reference}: req/s x{found.requests_per_s:.2f}, p99 x{found.p99:.2f}")
     return "\n".join(lines)
 
 
@@ -127,12 +139,14 @@ class Summary:
             "connections": self.connections,
             "targets": [t.to_json() for t in self.targets],
         }
-        if self.ratios:
-            out["proxy_over_nginx"] = {
-                "requests_per_s_ratio_median": median(r.requests_per_s for r in self.ratios),
-                "p99_ratio_median": median(r.p99 for r in self.ratios),
-                "rounds": [r.to_json() for r in self.ratios],
-            }
+        for name in REFERENCES:
+            rounds = [r for r in self.ratios if r.reference == name]
+            if rounds:
+                out[f"proxy_over_{name}"] = {
+                    "requests_per_s_ratio_median": median(r.requests_per_s for r in rounds),
+                    "p99_ratio_median": median(r.p99 for r in rounds),
+                    "rounds": [r.to_json() for r in rounds],
+                }
         return out
 
 
@@ -155,8 +169,10 @@ def summarise(measurements: Sequence[Measurement]) -> list[Summary]:
                     sum(m.listen_overflows for m in runs),
                 )
             )
-        per_round = (ratio([m for m in at if m.round == n]) for n in sorted({m.round for m in at}))
-        out.append(Summary(conns, tuple(targets), tuple(r for r in per_round if r is not None)))
+        per_round = [
+            r for n in sorted({m.round for m in at}) for r in ratios([m for m in at if m.round == n])
+        ]
+        out.append(Summary(conns, tuple(targets), tuple(per_round)))
     return out
 
 
@@ -176,11 +192,14 @@ def summary_table(summaries: Sequence[Summary], rounds: int) -> str:
                     overflows=t.listen_overflows,
                 )
             )
-        if s.ratios:
-            rps = ", ".join(f"{r.requests_per_s:.2f}" for r in s.ratios)
-            p99 = ", ".join(f"{r.p99:.2f}" for r in s.ratios)
-            rps_median = median(r.requests_per_s for r in s.ratios)
-            p99_median = median(r.p99 for r in s.ratios)
-            lines.append(f"  proxy/nginx req/s ratio: median {rps_median:.2f} (per round: {rps})")
-            lines.append(f"  proxy/nginx p99 ratio:   median {p99_median:.2f} (per round: {p99})")
+        for name in REFERENCES:
+            against = [r for r in s.ratios if r.reference == name]
+            if not against:
+                continue
+            rps = ", ".join(f"{r.requests_per_s:.2f}" for r in against)
+            p99 = ", ".join(f"{r.p99:.2f}" for r in against)
+            rps_median = median(r.requests_per_s for r in against)
+            p99_median = median(r.p99 for r in against)
+            lines.append(f"  proxy/{name} req/s ratio: median {rps_median:.2f} (per round: {rps})")
+            lines.append(f"  proxy/{name} p99 ratio:   median {p99_median:.2f} (per round: {p99})")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from bench import probe, report, services, wrk
 from bench.errors import BenchError
 from bench.services import Service, Supervisor, Tools
 
-TARGETS = ("nginx", "proxy", "direct")
+TARGETS = ("nginx", "haproxy", "proxy", "direct")
 BODIES = {"production": b"hello from v1", "staging": b"hello from v2"}
 STAGING_PERCENT = 30
 
@@ -90,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         "--targets",
         type=_targets,
         default=d.targets,
-        help="comma list, in run order (default: nginx,proxy,direct)",
+        help="comma list, in run order (default: nginx,haproxy,proxy,direct)",
     )
     p.add_argument(
         "--rounds", type=_positive, default=d.rounds, help="interleaved rounds (default: %(default)s)"
@@ -177,6 +177,8 @@ def describe_machine(tools: Tools) -> dict[str, str]:
     }
     if tools.nginx:
         machine["nginx"] = _first_line([tools.nginx, "-v"]).removeprefix("nginx version: ")
+    if tools.haproxy:
+        machine["haproxy"] = _first_line([tools.haproxy, "-v"]).split(" - ")[0]
     if tools.redis_server:
         machine["redis-server"] = _first_line([tools.redis_server, "--version"])
     machine["note"] = (
@@ -213,7 +215,11 @@ def check_split(name: str, port: int, requests: int) -> dict[str, object]:
 
 
 def run(config: BenchConfig) -> dict[str, object]:
-    tools = services.ensure_tools(need_nginx="nginx" in config.targets, need_redis="proxy" in config.targets)
+    tools = services.ensure_tools(
+        need_nginx="nginx" in config.targets,
+        need_redis="proxy" in config.targets,
+        need_haproxy="haproxy" in config.targets,
+    )
     raise_fd_limit(2 * config.busiest + 1024)
     machine = describe_machine(tools)
     for key, value in machine.items():
@@ -250,6 +256,11 @@ def _run_in(config: BenchConfig, tools: Tools, machine: dict[str, str], sup: Sup
             fronts["nginx"] = services.start_nginx(
                 sup, tools.nginx, production, staging, 2 * config.busiest + 256
             )
+        elif target == "haproxy":
+            assert tools.haproxy is not None
+            fronts["haproxy"] = services.start_haproxy(
+                sup, tools.haproxy, production, staging, 2 * config.busiest + 256
+            )
         elif target == "proxy":
             assert tools.redis_server is not None
             redis = services.start_redis(sup, tools.redis_server)
@@ -262,13 +273,13 @@ def _run_in(config: BenchConfig, tools: Tools, machine: dict[str, str], sup: Sup
 
     splits = {}
     if config.split_requests:
-        for name in ("nginx", "proxy"):
+        for name in ("nginx", "haproxy", "proxy"):
             if name in fronts:
                 splits[name] = check_split(name, fronts[name].port, config.split_requests)
 
     idle = []
     if config.idle_connections:
-        for name in ("proxy", "nginx"):
+        for name in ("proxy", "nginx", "haproxy"):
             if name in fronts:
                 front = fronts[name]
                 held = probe.idle_connections(name, front.port, front.child.pid, config.idle_connections)

@@ -1,4 +1,4 @@
-"""The processes under test: tools, backends, nginx, redis-server and the proxy.
+"""The processes under test: tools, backends, nginx, HAProxy, redis-server and the proxy.
 
 Every process is started through a `Supervisor`, which remembers it and stops it
 by PID (SIGTERM, then SIGKILL after a grace period). Ports are free ports on
@@ -32,6 +32,7 @@ class Tools:
     wrk: str
     nginx: str | None
     redis_server: str | None
+    haproxy: str | None = None
 
 
 def find_binary(name: str) -> str | None:
@@ -39,11 +40,13 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
 
 
-def ensure_tools(*, need_nginx: bool, need_redis: bool) -> Tools:
-    """Find wrk (and nginx, redis-server when needed); apt-get install what is missing."""
+def ensure_tools(*, need_nginx: bool, need_redis: bool, need_haproxy: bool = False) -> Tools:
+    """Find wrk (and nginx, HAProxy, redis-server when needed); apt-get install what is missing."""
     wanted = [("wrk", "wrk")]
     if need_nginx:
         wanted.append(("nginx", "nginx"))
+    if need_haproxy:
+        wanted.append(("haproxy", "haproxy"))
     if need_redis:
         wanted.append(("redis-server", "redis-server"))
     missing = [package for binary, package in wanted if find_binary(binary) is None]
@@ -55,7 +58,12 @@ def ensure_tools(*, need_nginx: bool, need_redis: bool) -> Tools:
         raise BenchError(f"{', '.join(still)} still not found after installing: install by hand and rerun")
     wrk = found["wrk"]
     assert wrk is not None
-    return Tools(wrk=wrk, nginx=found.get("nginx"), redis_server=found.get("redis-server"))
+    return Tools(
+        wrk=wrk,
+        nginx=found.get("nginx"),
+        redis_server=found.get("redis-server"),
+        haproxy=found.get("haproxy"),
+    )
 
 
 def _apt_install(packages: list[str]) -> None:
@@ -292,6 +300,57 @@ def start_nginx(
         return reply is not None and reply[0] == 200
 
     return _start_on_free_port(sup, "nginx", start, check, "nginx")
+
+
+HAPROXY_CONF = """\
+global
+    nbthread 1
+    maxconn {max_conns}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+
+frontend front
+    bind {listen}
+    # Per request, like the proxy's cookie-less traffic: 30% to staging.
+    use_backend staging if {{ rand(100) lt 30 }}
+    default_backend production
+
+backend production
+    http-reuse always
+    server p1 {production} maxconn {max_conns}
+
+backend staging
+    http-reuse always
+    server s1 {staging} maxconn {max_conns}
+"""
+
+
+def start_haproxy(
+    sup: Supervisor, haproxy: str, production: Service, staging: Service, max_conns: int
+) -> Service:
+    conf = sup.workdir / "haproxy.cfg"
+
+    def start(port: int) -> Child:
+        conf.write_text(
+            HAPROXY_CONF.format(
+                listen=f"{HOST}:{port}",
+                production=f"{HOST}:{production.port}",
+                staging=f"{HOST}:{staging.port}",
+                max_conns=max_conns,
+            )
+        )
+        return sup.start("haproxy", [haproxy, "-db", "-f", str(conf)])
+
+    def check(port: int) -> bool:
+        reply = http_get(port)
+        return reply is not None and reply[0] == 200
+
+    return _start_on_free_port(sup, "haproxy", start, check, "HAProxy")
 
 
 def redis_ping(port: int) -> bool:
