@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import getpass
 import json
 import logging
@@ -272,6 +273,10 @@ def _serve(config: ProxyConfig) -> int:
             raise CliError(
                 f"cannot listen on {config.listen} or {config.admin_listen}: {exc.strerror or exc}"
             ) from exc
+        # What start-up made (modules, the app) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it (15 ms seen).
+        gc.collect()
+        gc.freeze()
         ready_fd = os.environ.get(READY_FD_ENV)
         if ready_fd is not None:
             # Tell the supervisor this worker listens (see proxy/workers.py).

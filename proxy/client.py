@@ -20,6 +20,20 @@ from proxy.exchange import Exchange
 from proxy.http1 import PROTECTED, simple_response
 from proxy.upstream import UpstreamConnection
 
+# Request headers the proxy acts on; every other one is only passed along.
+NOTED = frozenset(
+    {
+        b"cookie",
+        b"x-canary",
+        b"host",
+        b"transfer-encoding",
+        b"content-length",
+        b"upgrade",
+        b"idempotency-key",
+        b"connection",
+    }
+)
+
 
 class ClientConnection(asyncio.Protocol):
     def __init__(self, ctx: ProxyContext) -> None:
@@ -34,7 +48,9 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.paused: set[str] = set()
         self._url: list[bytes] = []
-        self.idle_since = self.loop.time()
+        # Stamped by the sweep (see `sweep`), not per request: -1.0 means "since now".
+        self.idle_since = -1.0
+        self.timed = ctx.access_log is not None  # exchanges note their start only for the access log
         self._tasks: set[asyncio.Task[None]] = set()
         # While a request head is arriving: since when, and how many bytes so far.
         self.head_started: float | None = None
@@ -121,25 +137,26 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = []
-        self.head_started = self.loop.time()
+        self.head_started = -1.0  # stamped by the next sweep
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
-        self._count_head(len(url))
-
-    def _count_head(self, n: int) -> None:
-        self.head_bytes += n
+        self.head_bytes += len(url)
         if self.head_bytes > self.ctx.limits.max_header_bytes:
             raise HeaderTooLarge("request headers are too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.ctx.limits.max_header_bytes:
+            raise HeaderTooLarge("request headers are too large")
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(self, self.parser.get_method(), b"".join(self._url), 1)
         low = name.lower()
         ex.headers.append((low, name, value))
+        if low not in NOTED:
+            return
         if low == b"cookie":
             ex.cookie = value if ex.cookie is None else ex.cookie + b"; " + value
         elif low == b"x-canary":
@@ -243,7 +260,7 @@ class ClientConnection(asyncio.Protocol):
             self.current = nxt
             nxt.start()
         else:
-            self.idle_since = self.loop.time()
+            self.idle_since = -1.0
 
     def finish_early(self, ex: Exchange) -> None:
         if ex is self.current:
@@ -292,9 +309,17 @@ class ClientConnection(asyncio.Protocol):
         current = self.current
         limits = self.ctx.limits
         if current is None:
-            if self.head_started is not None:
-                if now - self.head_started > limits.header_timeout_s:
+            # Timestamps are taken here, a few times a second, rather than on every
+            # request: the limits are then up to one sweep interval late, and the
+            # data path makes no clock call for them.
+            started = self.head_started
+            if started is not None:
+                if started < 0:
+                    self.head_started = now
+                elif now - started > limits.header_timeout_s:
                     self._protocol_error(RequestTimeout("the request head did not arrive in time"))
+            elif self.idle_since < 0:
+                self.idle_since = now
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
         elif (

@@ -96,7 +96,7 @@ class Exchange:
         self.retried = False
         self.reconnected = False
         self.sent_at = 0.0
-        self.started_at = client.loop.time()
+        self.started_at = client.loop.time() if client.timed else 0.0
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
 
     # ---- request side -------------------------------------------------------
@@ -118,7 +118,7 @@ class Exchange:
             self.cookie.decode("latin-1") if self.cookie else None,
             self.override.decode("latin-1") if self.override else None,
         )
-        decision = decide(snap, facts, ctx.rng.randrange(100), allow_override=ctx.limits.allow_override)
+        decision = decide(snap, facts, int(ctx.rng.random() * 100), allow_override=ctx.limits.allow_override)
         self.decision = decision
         pool = snap.pool(decision.version)
         if not pool:
@@ -203,7 +203,7 @@ class Exchange:
                 continue
             if low in (b"x-forwarded-proto", b"x-forwarded-host", b"x-feature-flags"):
                 continue
-            out.append(b"%s: %s\r\n" % (name, value))
+            out.append(name + b": " + value + b"\r\n")
         peer = self.client.peer
         out.append(b"X-Forwarded-For: %s\r\n" % (peer if xff is None else xff + b", " + peer))
         out.append(b"X-Forwarded-Proto: http\r\n")

@@ -7,6 +7,7 @@ bucket < weight, so raising the weight only adds users and nobody flips.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -41,24 +42,32 @@ def decide(snapshot: Snapshot, facts: RequestFacts, draw: int, *, allow_override
     bucket = facts.bucket if facts.bucket is not None else draw
     new_bucket = facts.bucket is None
     if snapshot.alert is not None:
-        return Decision("production", bucket, new_bucket, "alert")
+        return _decision("production", bucket, new_bucket, "alert")
     if not snapshot.staging:
-        return Decision("production", bucket, new_bucket, "no-staging")
+        return _decision("production", bucket, new_bucket, "no-staging")
     if not snapshot.production:
         # Nothing else can serve: staging is better than a 503.
-        return Decision("staging", bucket, new_bucket, "no-production")
+        return _decision("staging", bucket, new_bucket, "no-production")
     if allow_override and facts.override is not None:
         version: Version = "staging" if facts.override == "always" else "production"
-        return Decision(version, bucket, new_bucket, "override")
+        return _decision(version, bucket, new_bucket, "override")
     if bucket < snapshot.weight:
-        return Decision("staging", bucket, new_bucket, "weight")
-    return Decision("production", bucket, new_bucket, "weight")
+        return _decision("staging", bucket, new_bucket, "weight")
+    return _decision("production", bucket, new_bucket, "weight")
+
+
+# Decisions are few (2 versions x 100 buckets x 2 x 5 reasons) and immutable:
+# made once, not once per request.
+_decision = functools.lru_cache(maxsize=4096)(Decision)
+NO_FACTS = RequestFacts(bucket=None, override=None)
 
 
 _COOKIE_PAIR = re.compile(r"\s*([^=;\s]+)\s*=\s*([^;]*)")
 
 
 def facts_from(cookie_header: str | None, override_header: str | None) -> RequestFacts:
+    if not cookie_header and not override_header:
+        return NO_FACTS
     bucket: int | None = None
     override: Override | None = None
     if cookie_header:

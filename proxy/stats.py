@@ -15,13 +15,28 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 class Stats:
     def __init__(self) -> None:
-        # (version, status class) -> count; version "proxy" for answers the proxy gave itself
-        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # version -> answers by status // 100 (index 0 for anything out of range);
+        # version "proxy" for answers the proxy gave itself
+        self.by_class: dict[str, list[int]] = {}
         self.latency_counts: dict[str, list[int]] = {}
         self.latency_sums: defaultdict[str, float] = defaultdict(float)
 
     def count(self, version: str, status: int) -> None:
-        self.requests[(version, _status_class(status))] += 1
+        counts = self.by_class.get(version)
+        if counts is None:
+            counts = self.by_class[version] = [0] * 6
+        klass = status // 100
+        counts[klass if klass < 6 else 0] += 1
+
+    @property
+    def requests(self) -> dict[tuple[str, str], int]:
+        """(version, status class) -> answers, for reports."""
+        return {
+            (version, _CLASSES.get(klass, "other")): n
+            for version, counts in self.by_class.items()
+            for klass, n in enumerate(counts)
+            if n
+        }
 
     def observe_latency(self, version: str, seconds: float) -> None:
         counts = self.latency_counts.get(version)
@@ -31,17 +46,10 @@ class Stats:
         self.latency_sums[version] += seconds
 
     def by_version(self) -> dict[str, int]:
-        totals: defaultdict[str, int] = defaultdict(int)
-        for (version, _), n in self.requests.items():
-            totals[version] += n
-        return dict(totals)
+        return {version: sum(counts) for version, counts in self.by_class.items()}
 
 
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-
-
-def _status_class(status: int) -> str:
-    return _CLASSES.get(status // 100, "other")
 
 
 class StatsCollector(Collector):

@@ -38,6 +38,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports (for per-worker admin ports)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -272,9 +293,11 @@ def raw_connection(port: int, timeout_s: float = 5.0) -> Iterator[socket.socket]
 class ProxyProcess:
     """`python -m proxy serve` as a child process, ready once its /health answers."""
 
-    def __init__(self, redis_url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, redis_url: str, *extra: str, env: dict[str, str] | None = None, admin_ports: int = 1
+    ) -> None:
         self.port = free_port()
-        self.admin_port = free_port()
+        self.admin_port = free_port_run(admin_ports)
         self.argv = [
             sys.executable,
             "-m",
@@ -344,8 +367,8 @@ class ProxyProcess:
 def proxy_process(redis_url: str) -> Iterator[Callable[..., ProxyProcess]]:
     started: list[ProxyProcess] = []
 
-    def start(*extra: str, env: dict[str, str] | None = None) -> ProxyProcess:
-        proc = ProxyProcess(redis_url, *extra, env=env)
+    def start(*extra: str, env: dict[str, str] | None = None, admin_ports: int = 1) -> ProxyProcess:
+        proc = ProxyProcess(redis_url, *extra, env=env, admin_ports=admin_ports)
         started.append(proc)
         proc.start()
         return proc

@@ -76,14 +76,18 @@ async def test_stopping_redis_fails_no_request(
         load.start()
         await load.until(1000)
         own_redis.stop()
-        await load.until(3000)  # all of it while Redis is away
+        await async_wait_until(
+            lambda: "Redis unreachable, serving the last snapshot" in proxy.output(),
+            10,
+            "the proxy to notice",
+        )
+        await load.until(3000)  # all of it while Redis is away and the proxy knows it
         own_redis.start()
         await load.until(1000)
         await store.set_weight(0)  # a change after the outage reaches the proxy
         await async_wait_until(lambda: "routing state changed version=3" in proxy.output(), 10, "resync")
         result = await load.stop()
         assert result.failures == [], result.summary()
-        assert "Redis unreachable, serving the last snapshot" in proxy.output()
     finally:
         await asyncio.to_thread(proxy.cleanup)
 

@@ -48,8 +48,11 @@ async def test_workers_share_the_port_and_survive_a_crash_and_a_reload(
     proxy_process: Callable[..., ProxyProcess], store: StateStore, backends: dict[str, Backend]
 ) -> None:
     await store.add_backend("production", backends["production"].url)
-    proc = await asyncio.to_thread(proxy_process, "--workers", "3", env=ENV)
-    await async_wait_until(lambda: len(children(proc.pid)) == 3, 20, "three workers")
+    proc = await asyncio.to_thread(proxy_process, "--workers", "3", env=ENV, admin_ports=3)
+    try:
+        await async_wait_until(lambda: len(children(proc.pid)) == 3, 20, "three workers")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{proc.output()}") from None
     workers = children(proc.pid)
     # Each worker has its own snapshot subscription and heartbeat, and its own admin port.
     pids: set[int] = set()
