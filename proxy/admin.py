@@ -8,6 +8,7 @@ when none is configured).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -121,6 +122,7 @@ async def status(request: web.Request) -> web.Response:
             "state_age_s": None if mirror.confirmed_at is None else round(mirror.age_s(), 3),
             "state_error": mirror.last_error,
             "requests": request.app[STATS].by_version(),
+            **_resilience(request.app[STATS]),
         }
     }
     try:
@@ -131,6 +133,16 @@ async def status(request: web.Request) -> web.Response:
         body["redis"] = None
         body["redis_error"] = str(exc)
     return web.json_response(body)
+
+
+def _resilience(stats: Stats) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if stats.retry_budget is not None:
+        out["retries"] = stats.retry_budget.retries
+    if stats.outliers is not None:
+        now = asyncio.get_running_loop().time()
+        out["ejected"] = {b: round(until - now, 1) for b, until in sorted(stats.outliers.ejected.items())}
+    return out
 
 
 async def get_pools(request: web.Request) -> web.Response:

@@ -78,13 +78,13 @@ class ProxyContext:
         self.rng = rng or random.Random()
         self.balancer = Balancer(self.rng)
         self.upstreams = UpstreamPool(connect_timeout_s=limits.connect_timeout_s, max_idle_per_backend=256)
-        self.stats = Stats()
         self.retry_budget = RetryBudget(limits.retry_budget_ratio)
         self.outliers = Outliers(
             consecutive=limits.outlier_consecutive_failures,
             base_ejection_s=limits.outlier_base_ejection_s,
             max_ejection_s=limits.outlier_max_ejection_s,
         )
+        self.stats = Stats(self.outliers, self.retry_budget)
         self._view_of: Snapshot | None = None
         self._view_generation = -1
         self._view = Snapshot()

@@ -10,11 +10,16 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.outlier import Outliers
+from proxy.retry import RetryBudget
+
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, outliers: Outliers | None = None, retry_budget: RetryBudget | None = None) -> None:
+        self.outliers = outliers
+        self.retry_budget = retry_budget
         # version -> answers by status // 100 (index 0 for anything out of range);
         # version "proxy" for answers the proxy gave itself
         self.by_class: dict[str, list[int]] = {}
@@ -88,6 +93,25 @@ class StatsCollector(Collector):
             latency.add_metric([version], buckets, self.stats.latency_sums[version])
         yield latency
 
+        budget, outliers = self.stats.retry_budget, self.stats.outliers
+        if budget is not None:
+            yield CounterMetricFamily(
+                "switchyard_retries",
+                "Requests retried on another backend after a failure before any response byte",
+                value=budget.retries,
+            )
+        if outliers is not None:
+            yield CounterMetricFamily(
+                "switchyard_ejections",
+                "Backends ejected after consecutive failures",
+                value=outliers.total_ejections,
+            )
+            ejected = GaugeMetricFamily(
+                "switchyard_backend_ejected", "1 while a backend is ejected from its pool", labels=["backend"]
+            )
+            for backend in sorted(outliers.ejected):
+                ejected.add_metric([backend], 1.0)
+            yield ejected
         yield GaugeMetricFamily(
             "switchyard_state_age_seconds",
             "Seconds since the routing state was last confirmed from Redis",

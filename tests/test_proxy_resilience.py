@@ -139,6 +139,16 @@ async def test_a_refused_backend_costs_no_failed_get(
     assert statuses == Counter({200: 200})
     assert app.ctx.retry_budget.retries >= 1
     assert dead in app.ctx.outliers.ejected  # after 5 failures in a row it is left out
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{app.admin_port}/metrics") as r:
+            metrics = await r.text()
+        async with s.get(f"http://127.0.0.1:{app.admin_port}/status") as r:
+            status = (await r.json())["proxy"]
+    assert f'switchyard_backend_ejected{{backend="{dead}"}} 1.0' in metrics
+    assert f"switchyard_retries_total {float(app.ctx.retry_budget.retries)}" in metrics
+    assert "switchyard_ejections_total 1.0" in metrics
+    assert list(status["ejected"]) == [dead] and 0 < status["ejected"][dead] <= 10
+    assert status["retries"] == app.ctx.retry_budget.retries
 
 
 async def test_a_reset_before_the_response_is_retried_for_get(
