@@ -37,6 +37,7 @@ def make_provider(config: ProvisionerConfig) -> Provider:
         config.digitalocean_end_point,
         timeout_s=config.digitalocean_api_timeout_s,
         retries=config.digitalocean_api_retries,
+        backoff_s=config.digitalocean_api_backoff_s,
     )
     settings = DropletSettings(
         region=config.digitalocean_region,

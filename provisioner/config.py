@@ -42,6 +42,7 @@ class ProvisionerConfig:
     digitalocean_address: str = "public"
     digitalocean_api_timeout_s: float = 30.0
     digitalocean_api_retries: int = 4
+    digitalocean_api_backoff_s: float = 1.0
     name_prefix: str = "sy"
     # How Ansible reaches a droplet and where the app goes on it.
     ssh_user: str = "root"

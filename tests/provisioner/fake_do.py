@@ -1,0 +1,278 @@
+"""A stand-in for the DigitalOcean API (the one fake the test suite allows).
+
+An aiohttp server on 127.0.0.1 that keeps droplets, boots them after a delay
+and fails on demand (any status, or a hang). Every request it receives and
+every response it sends is validated against DigitalOcean's own OpenAPI
+description (`shared/digitalocean/openapi-droplets.yaml`); violations are
+collected and the fixture fails the test on any.
+
+Two habits of python-digitalocean that the spec does not allow are normalised
+before validating, as the shared README says: the trailing slash on
+collection paths and `"vpc_uuid": null` in the create body. A DELETE it sends
+with an empty JSON object as body is treated as having no body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "digitalocean" / "openapi-droplets.yaml"
+SPEC_HOST = "https://api.digitalocean.com"
+_DROPLET = re.compile(r"^/v2/droplets/(\d+)$")
+
+
+@dataclass
+class Failure:
+    method: str
+    path: re.Pattern[str]
+    status: int | None  # None: hang until the server stops
+    times: int
+    after_create: bool  # for POST /v2/droplets: create the droplet, then fail anyway
+    body: dict[str, Any] | None  # None: a well-formed error body
+
+
+@dataclass
+class FakeDigitalOcean:
+    token: str
+    boot_s: float = 0.2
+    max_per_page: int = 200
+    public_ip: str = "127.0.0.1"
+    private_ip: str = "127.0.0.2"
+    droplets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    destroyed: list[int] = field(default_factory=list)
+    url: str = ""
+    _next_id: int = 3164000
+    _runner: web.AppRunner | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.spec, self._template = _contract()
+
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int | None,
+        *,
+        times: int = 1,
+        after_create: bool = False,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """The next `times` calls of `method` on paths matching `path` (a regex) fail."""
+        self.failures.append(Failure(method, re.compile(path), status, times, after_create, body))
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://127.0.0.1:{port}/v2/"
+        return self.url
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def alive(self) -> list[dict[str, Any]]:
+        return [self._view(d) for d in self.droplets.values()]
+
+    # -- the HTTP side ----------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.path.rstrip("/") or "/"
+        method = request.method
+        self.calls.append((method, path))
+        data = _normalised_body(method, body)
+        spec_request = MockRequest(
+            SPEC_HOST,
+            method,
+            path,
+            args=dict(request.query),
+            headers=dict(request.headers),
+            data=data,
+            content_type=request.content_type if data else "application/json",
+        )
+        for error in self.spec.iter_request_errors(spec_request):
+            self.violations.append(f"request {method} {request.path_qs}: {_describe(error)}")
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(
+                spec_request, 401, {"id": "unauthorized", "message": "Unable to authenticate you"}
+            )
+        failure = self._failure(method, path)
+        if failure is not None and failure.after_create and method == "POST":
+            self._create(json.loads(data or b"{}"))
+        if failure is not None:
+            if failure.status is None:
+                await self._stopping.wait()
+                raise web.HTTPServiceUnavailable
+            return self._send(spec_request, failure.status, failure.body or _error(failure.status))
+        status, payload = self._route(method, path, request, data)
+        return self._send(spec_request, status, payload)
+
+    def _failure(self, method: str, path: str) -> Failure | None:
+        for failure in self.failures:
+            if failure.times > 0 and failure.method == method and failure.path.search(path):
+                failure.times -= 1
+                return failure
+        return None
+
+    def _send(self, spec_request: MockRequest, status: int, payload: dict[str, Any] | None) -> web.Response:
+        raw = b"" if payload is None else json.dumps(payload).encode()
+        spec_response = MockResponse(raw, status_code=status, content_type="application/json")
+        for error in self.spec.iter_response_errors(spec_request, spec_response):
+            self.violations.append(
+                f"response {status} to {spec_request.method} {spec_request.path}: {_describe(error)}"
+            )
+        headers = {
+            "ratelimit-limit": "5000",
+            "ratelimit-remaining": "4999",
+            "ratelimit-reset": str(int(time.time())),
+        }
+        return web.Response(status=status, body=raw or None, content_type="application/json", headers=headers)
+
+    def _route(
+        self, method: str, path: str, request: web.Request, data: bytes
+    ) -> tuple[int, dict[str, Any] | None]:
+        if path == "/v2/droplets" and method == "GET":
+            return 200, self._list(request)
+        if path == "/v2/droplets" and method == "POST":
+            droplet = self._create(json.loads(data or b"{}"))
+            action = {
+                "id": droplet["id"] + 1,
+                "rel": "create",
+                "href": f"{SPEC_HOST}/v2/actions/{droplet['id'] + 1}",
+            }
+            return 202, {"droplet": self._view(droplet), "links": {"actions": [action]}}
+        match = _DROPLET.match(path)
+        if match and int(match.group(1)) in self.droplets:
+            droplet_id = int(match.group(1))
+            if method == "GET":
+                return 200, {"droplet": self._view(self.droplets[droplet_id])}
+            if method == "DELETE":
+                del self.droplets[droplet_id]
+                self.destroyed.append(droplet_id)
+                return 204, None
+        if match:
+            return 404, {"id": "not_found", "message": "The resource you requested could not be found."}
+        return 404, {"id": "not_found", "message": f"no route {method} {path} in this stand-in"}
+
+    def _list(self, request: web.Request) -> dict[str, Any]:
+        tag = request.query.get("tag_name")
+        per_page = min(int(request.query.get("per_page", "20")), self.max_per_page)
+        page = int(request.query.get("page", "1"))
+        chosen = [self._view(d) for d in self.droplets.values() if tag is None or tag in d["tags"]]
+        window = chosen[(page - 1) * per_page : page * per_page]
+        links: dict[str, Any] = {}
+        if page * per_page < len(chosen):
+            query = f"page={page + 1}&per_page={per_page}" + (f"&tag_name={tag}" if tag else "")
+            links = {"pages": {"next": f"{self.url}droplets?{query}"}}
+        return {"droplets": window, "links": links, "meta": {"total": len(chosen)}}
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._next_id += 2
+        droplet = copy.deepcopy(self._template)
+        droplet.update(
+            id=self._next_id,
+            name=body.get("name", "unnamed"),
+            tags=list(body.get("tags") or []),
+            size_slug=body.get("size", droplet["size_slug"]),
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            backup_ids=[],
+            snapshot_ids=[],
+            next_backup_window=None,
+            _booted_at=time.monotonic() + self.boot_s,
+        )
+        droplet["size"] = {**droplet["size"], "slug": droplet["size_slug"]}
+        droplet["region"] = {**droplet["region"], "slug": body.get("region", "nyc3")}
+        self.droplets[droplet["id"]] = droplet
+        return droplet
+
+    def _view(self, droplet: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: v for k, v in droplet.items() if not k.startswith("_")}
+        if time.monotonic() < droplet["_booted_at"]:
+            shown.update(status="new", networks={"v4": [], "v6": []})
+        else:
+            shown.update(
+                status="active",
+                networks={
+                    "v4": [
+                        {
+                            "ip_address": self.private_ip,
+                            "netmask": "255.0.0.0",
+                            "gateway": "nil",
+                            "type": "private",
+                        },
+                        {
+                            "ip_address": self.public_ip,
+                            "netmask": "255.0.0.0",
+                            "gateway": "127.0.0.1",
+                            "type": "public",
+                        },
+                    ],
+                    "v6": [],
+                },
+            )
+        return shown
+
+
+@functools.cache
+def _contract() -> tuple[OpenAPI, dict[str, Any]]:
+    """The parsed spec (slow to build: once per session) and its example droplet."""
+    if not SPEC_PATH.is_file():
+        raise RuntimeError(f"{SPEC_PATH} is missing: the shared/ folder must sit beside the repository")
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    example = copy.deepcopy(data["components"]["examples"]["droplet_single"]["value"]["droplet"])
+    return OpenAPI.from_dict(data), example
+
+
+def _normalised_body(method: str, body: bytes) -> bytes:
+    if not body:
+        return b""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if method == "DELETE" and data == {}:
+        return b""
+    if method == "GET" and data == {}:
+        return b""
+    if isinstance(data, dict) and "vpc_uuid" in data and data["vpc_uuid"] is None:
+        del data["vpc_uuid"]
+    return json.dumps(data).encode()
+
+
+def _error(status: int) -> dict[str, str]:
+    ids = {
+        429: "too_many_requests",
+        422: "unprocessable_entity",
+        500: "server_error",
+        503: "service_unavailable",
+    }
+    return {"id": ids.get(status, "error"), "message": f"stand-in failure {status}"}
+
+
+def _describe(error: Exception) -> str:
+    causes = getattr(error, "schema_errors", None) or getattr(error, "__cause__", None)
+    return f"{type(error).__name__}: {error}" + (f" ({causes})" if causes else "")
