@@ -140,21 +140,24 @@ async def _with_store(config: ProxyConfig, op: Callable[[StateStore], Awaitable[
 
 def _print_change(change: Change) -> int:
     if change.changed:
-        print(f"{change.what}: {_show(change.before)} -> {_show(change.after)}")
+        print(f"{change.what}: {_show(change.before, change.what)} -> {_show(change.after, change.what)}")
     else:
-        print(f"{change.what}: already {_show(change.after)}")
+        print(f"{change.what}: already {_show(change.after, change.what)}")
     return 0
 
 
-def _show(value: object) -> str:
+def _show(value: object, what: str = "") -> str:
+    switch = what == "alert" or what.startswith("flag:")
     if value is None:
-        return "off"
+        return "off" if switch else "-"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     if isinstance(value, dict):
-        return f"on (by {value.get('by')}: {value.get('reason')})"
+        if what == "alert":
+            return f"on (by {value.get('by')}: {value.get('reason')})"
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
 
@@ -245,7 +248,7 @@ async def _audit(store: StateStore, limit: int, as_json: bool) -> int:
             )
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
-            print(f"{when}  {e.who:<28} {e.what}: {_show(e.before)} -> {_show(e.after)}")
+            print(f"{when}  {e.who:<28} {e.what}: {_show(e.before, e.what)} -> {_show(e.after, e.what)}")
     return 0
 
 

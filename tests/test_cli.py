@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from state import StateStore
+from state import ScaleQueue, StateStore
 from tests.conftest import free_port, json_lines, run_cli
 
 Result = subprocess.CompletedProcess[str]
@@ -163,6 +163,17 @@ async def test_audit(redis_url: str) -> None:
     assert len(text) == 2
     assert text[0].endswith("weight: 30 -> 40")
     assert text[1].endswith("flag:beta: off -> on")
+
+
+async def test_audit_shows_entries_of_the_other_programs(redis_url: str, store: StateStore) -> None:
+    queue = ScaleQueue(store.redis, store.keys, actor="monitor:web-1")
+    req = await queue.request("production", "cpu 93%")
+    assert req is not None
+    await store.set_alert("hot", by="monitor:web-1")
+    text = ok(await cli(redis_url, "audit")).splitlines()
+    assert text[0].endswith("scale:production: - -> requested=cpu 93%")
+    assert "monitor:web-1" in text[0]
+    assert text[1].endswith("alert: off -> on (by monitor:web-1: hot)")
 
 
 BAD_INPUT = [
