@@ -68,7 +68,9 @@ class Configurer:
             cancel.set()
             while not job.done():
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(job)
+                    await asyncio.wait({job})
+            if not job.cancelled():
+                job.exception()  # a run stopped on purpose ends in an error: not news
             raise
 
     def _run(

@@ -52,17 +52,16 @@ async def finish(work: Awaitable[T]) -> T:
     cancel): a clean-up stopped half-way is how servers leak."""
     task = asyncio.ensure_future(work)
     cancelled = False
-    while True:
+    while not task.done():
         try:
-            result = await asyncio.shield(task)
-            break
+            await asyncio.wait({task})
         except asyncio.CancelledError:
-            if task.done():
-                raise
             cancelled = True
     if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved; the cancel is what the caller hears about
         raise asyncio.CancelledError
-    return result
+    return task.result()
 
 
 class Provisioner:

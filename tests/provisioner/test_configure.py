@@ -1,0 +1,110 @@
+"""Real ansible-runner runs of the playbooks against localhost, and their syntax."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from provisioner.app import PLAYBOOKS_DIR
+from provisioner.configure import Configurer
+from provisioner.errors import ConfigureError
+from provisioner.local import LocalProvider
+from tests.conftest import async_wait_until
+from tests.provisioner.conftest import BIN_DIR, stop_apps
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS_DIR.glob("*.yml")))
+def test_every_playbook_passes_the_syntax_check(playbook: str) -> None:
+    done = subprocess.run(
+        [str(BIN_DIR / "ansible-playbook"), "--syntax-check", "-i", "localhost,", playbook],
+        cwd=PLAYBOOKS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"playbook: {playbook}" in done.stdout
+
+
+def test_both_site_playbooks_exist() -> None:
+    assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {"product.yml", "staging.yml"}
+
+
+def ansible_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("ansible-playbook" in part for part in child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) -> None:
+    provider = LocalProvider(tmp_path, sys.executable)
+    machine = await provider.create("sy-prod-input", "production")
+    configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
+    with pytest.raises(ConfigureError) as failed:
+        await configurer.run(
+            "product.yml",
+            machine.name,
+            provider.host_vars(machine),
+            {"switchyard_production_version": "not ok!"},
+        )
+    message = str(failed.value)
+    assert "failed at task 'app | check the inputs'" in message
+    assert "version=not ok! (letters, digits, . _ -)" in message
+    assert not (Path(machine.ref) / "releases").exists()  # it stopped before touching anything
+
+
+async def test_a_run_that_matches_no_host_is_a_failure(tmp_path: Path) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "other.yml").write_text(
+        "- hosts: webservers\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n"
+    )
+    configurer = Configurer(playbooks, BIN_DIR, timeout_s=60)
+    with pytest.raises(ConfigureError, match="matched no host named sy-prod-x"):
+        await configurer.run("other.yml", "sy-prod-x", {"ansible_connection": "local"})
+    with pytest.raises(ConfigureError, match="does not exist"):
+        await configurer.run("missing.yml", "sy-prod-x", {"ansible_connection": "local"})
+
+
+async def test_a_release_that_fails_its_health_check_is_removed(tmp_path: Path) -> None:
+    provider = LocalProvider(tmp_path, sys.executable)
+    machine = await provider.create("sy-prod-sick", "production")
+    configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
+    host_vars = {**provider.host_vars(machine), "switchyard_app_python": "/bin/false"}  # dies at once
+    with pytest.raises(ConfigureError) as failed:
+        await configurer.run(
+            "product.yml",
+            machine.name,
+            host_vars,
+            {"switchyard_app_health_retries": 2, "switchyard_app_health_delay_s": 0.2},
+        )
+    assert "failed at task 'app | wait until the app answers its health check'" in str(failed.value)
+    server = Path(machine.ref)
+    # The rescue removed the failed release and the link to it; shared/ (logs) stays.
+    assert list((server / "releases").iterdir()) == []
+    assert not (server / "current").is_symlink()
+    assert (server / "shared" / "log").is_dir()
+
+
+async def test_a_cancelled_run_ends_ansible_before_returning(tmp_path: Path) -> None:
+    provider = LocalProvider(tmp_path, sys.executable)
+    machine = await provider.create("sy-prod-stop", "production")
+    configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
+    run = asyncio.create_task(configurer.run("product.yml", machine.name, provider.host_vars(machine)))
+    await async_wait_until(lambda: bool(ansible_children()), 30, "ansible-playbook to start")
+    await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert ansible_children() == []
+    stop_apps(tmp_path)
