@@ -7,9 +7,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from provisioner.config import ProvisionerConfig
+from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import Configurer
-from provisioner.errors import ConfigError
 from provisioner.notify import Notifier
 from provisioner.policy import PolicyConfig
 from provisioner.provider import Provider
@@ -21,17 +20,16 @@ PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 
 def make_provider(config: ProvisionerConfig) -> Provider:
+    check_provider(config)
     if config.provider == "local":
         from provisioner.local import LocalProvider  # noqa: PLC0415
 
-        if not config.local_dir or not config.local_python:
-            raise ConfigError("the local provider needs local_dir and local_python")
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
     from provisioner.do_api import DigitalOceanApi  # noqa: PLC0415
     from provisioner.droplets import DigitalOceanProvider, DropletSettings  # noqa: PLC0415
 
-    assert config.digitalocean_token is not None  # checked when the config was loaded
+    assert config.digitalocean_token is not None  # check_provider saw to it
     api = DigitalOceanApi(
         config.digitalocean_token,
         config.digitalocean_end_point,

@@ -203,7 +203,12 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
         if high < low:
             raise ConfigError(f"{pool}_max ({high}) is below {pool}_min ({low})")
     provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
-    if provider == "digitalocean":
+    return replace(config, provider=provider)
+
+
+def check_provider(config: ProvisionerConfig) -> None:
+    """What a command that creates or destroys servers needs on top (`list` needs none of it)."""
+    if config.provider == "digitalocean":
         if not config.digitalocean_token:
             raise ConfigError("provider digitalocean needs a token: set DIGITALOCEAN_TOKEN")
         if not config.digitalocean_ssh_keys:
@@ -211,7 +216,8 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
                 "provider digitalocean needs digitalocean_ssh_keys: the fingerprints of keys in your"
                 " account that Ansible can log in with"
             )
-    return replace(config, provider=provider)
+    elif not config.local_dir or not config.local_python:
+        raise ConfigError("the local provider needs local_dir and local_python")
 
 
 def load_config(

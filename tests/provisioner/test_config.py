@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.config import ProvisionerConfig, load_config
+from provisioner.config import ProvisionerConfig, check_provider, load_config
 from provisioner.errors import ConfigError
 
 TOKEN = "dop_v1_" + "secret"  # assembled, so no scanner mistakes it for a real one
@@ -89,11 +89,6 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
             "production_max (2) is below production_min (3)",
         ),
         (
-            {"PROVISIONER_PROVIDER": "digitalocean"},
-            "provider digitalocean needs a token: set DIGITALOCEAN_TOKEN",
-        ),
-        ({"DIGITALOCEAN_TOKEN": "t"}, "provider digitalocean needs digitalocean_ssh_keys"),
-        (
             {"PROVISIONER_DIGITALOCEAN_SSH_KEYS": "ssh-ed25519 AAAA me@host"},
             "digitalocean_ssh_keys entry 'ssh-ed25519 AAAA me@host' is neither a key id nor an MD5"
             " fingerprint",
@@ -111,6 +106,23 @@ def test_bad_values_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(env=env)
     assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"PROVISIONER_PROVIDER": "digitalocean"},
+            "provider digitalocean needs a token: set DIGITALOCEAN_TOKEN",
+        ),
+        ({"DIGITALOCEAN_TOKEN": "t"}, "provider digitalocean needs digitalocean_ssh_keys"),
+        ({}, "the local provider needs local_dir and local_python"),
+    ],
+)
+def test_a_provider_needs_its_settings(env: dict[str, str], message: str) -> None:
+    config = load_config(env=env)  # enough to list servers ...
+    with pytest.raises(ConfigError, match=message):
+        check_provider(config)  # ... not to make any
 
 
 def test_file_errors(tmp_path: Path) -> None:
