@@ -247,8 +247,9 @@ class ClientConnection(asyncio.Protocol):
             return
         self._release(ex)
         self.current = None
-        self.resume("upstream")
-        self.resume("buffer")
+        if self.paused:
+            self.resume("upstream")
+            self.resume("buffer")
         if not ex.keep_alive or self.ctx.draining:
             if self.transport is not None and not self.closed:
                 self.transport.close()

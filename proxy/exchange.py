@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, REPLAY_MAX_BYTES, VIA, LocalReply
 from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
 from proxy.http1 import HOP_BY_HOP, LAST_CHUNK, PROTECTED, chunk, encode_headers, simple_response, status_line
-from proxy.routing import BUCKET_COOKIE, Decision, blocking_flag, decide, facts_from, normalise_path
+from proxy.routing import BUCKET_COOKIE, NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
 from proxy.upstream import UpstreamConnection
 from state import Snapshot
 
@@ -109,15 +109,18 @@ class Exchange:
         if ctx.control is not None and self.target.startswith(b"/disable/"):
             client.run_task(self._reply_from(ctx.control(self)))
             return
-        if snap.flag_routes and any(snap.flags.values()):
+        if snap.flags_on and snap.flag_routes:
             flag = blocking_flag(snap, normalise_path(self.target.decode("latin-1")))
             if flag is not None:
                 self.fail(FlagBlocked(f"this feature is disabled by the flag {flag}", flag=flag))
                 return
-        facts = facts_from(
-            self.cookie.decode("latin-1") if self.cookie else None,
-            self.override.decode("latin-1") if self.override else None,
-        )
+        if self.cookie is None and self.override is None:
+            facts = NO_FACTS
+        else:
+            facts = facts_from(
+                self.cookie.decode("latin-1") if self.cookie else None,
+                self.override.decode("latin-1") if self.override else None,
+            )
         decision = decide(snap, facts, int(ctx.rng.random() * 100), allow_override=ctx.limits.allow_override)
         self.decision = decision
         pool = snap.pool(decision.version)
@@ -179,8 +182,7 @@ class Exchange:
 
     def _send(self, conn: UpstreamConnection, snap: Snapshot) -> None:
         self.upstream = conn
-        no_body = self.method == b"HEAD"
-        conn.send(self, self._request_head(snap), no_body=no_body)
+        conn.send(self, self._request_head(snap), self.method == b"HEAD")
         self.head_sent = True
         if self.body:
             for piece in self.body:

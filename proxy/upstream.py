@@ -160,7 +160,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_complete()
 
     # used by the exchange
-    def send(self, sink: ResponseSink, data: bytes, *, no_body: bool) -> None:
+    def send(self, sink: ResponseSink, data: bytes, no_body: bool) -> None:
         self.sink = sink
         self.no_body = no_body
         self.got_bytes = False
