@@ -117,22 +117,11 @@ async def _with(config: ProvisionerConfig, actor: str, op: Callable[[Parts], Awa
 
 async def _worker(parts: Parts) -> int:
     stop = asyncio.Event()
-    main = asyncio.current_task()
     loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        # First signal: finish the operation under way, then stop. Second: abandon it (it cleans up).
-        if stop.is_set() and main is not None:
-            main.cancel()
-        stop.set()
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        await parts.worker.run(stop)
-    except asyncio.CancelledError:
-        log.warning("worker stopped in the middle of an operation")
-        return 1
+        loop.add_signal_handler(sig, stop.set)
+    await parts.worker.run(stop)
+    log.info("worker stopped")
     return 0
 
 

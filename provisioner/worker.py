@@ -9,7 +9,6 @@ up after itself). Whoever takes the lock first tidies what dead workers left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 
 from provisioner.errors import StepFailed
 from provisioner.policy import POOL_ROLE, PolicyConfig, PoolView, decide_scale_in, decide_scale_up
-from provisioner.provision import Provisioner
+from provisioner.provision import Provisioner, finish
 from state import (
     POOLS,
     HostStore,
@@ -70,14 +69,30 @@ class Worker:
         self.settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set; then, with destroy_on_exit, retire every server of ours."""
+        """Serve until `stop` is set. An operation under way is then stopped, not finished:
+        it cleans up after itself and its request stays pending for another worker. With
+        destroy_on_exit, every server of this provider is retired before returning."""
+        serving = asyncio.create_task(self.serve_forever(), name="serve")
+        waiting = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await finish(stop_tasks([serving, waiting], STOP_GRACE_S))
+        if serving.done() and not serving.cancelled():
+            error = serving.exception()
+            if error is not None:
+                raise error
+        if self.settings.destroy_on_exit:
+            await self.retire_all("the worker stopped (destroy_on_exit)")
+
+    async def serve_forever(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
         next_check = loop.time() + s.scale_in_check_s
         log.info(
             "worker %s serving scale requests with provider %s", s.consumer, self.provisioner.provider.name
         )
-        while not stop.is_set():
+        while True:
             try:
                 await self.queue.ensure_group()
                 for req in await self.queue.claim(
@@ -89,10 +104,7 @@ class Worker:
                     next_check = loop.time() + s.scale_in_check_s
             except StateError as exc:
                 log.error("worker %s: %s; retrying in %.0fs", s.consumer, exc, ERROR_BACKOFF_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), ERROR_BACKOFF_S)
-        if s.destroy_on_exit:
-            await self.retire_all("the worker stopped (destroy_on_exit)")
+                await asyncio.sleep(ERROR_BACKOFF_S)
 
     async def serve(self, req: ScaleRequest) -> Outcome:
         log.info("scale request %s for pool %s from %s: %s", req.request, req.pool, req.by, req.reason)
@@ -195,7 +207,6 @@ class Worker:
         self, work: Callable[[], Awaitable[Outcome]], *, req: ScaleRequest | None = None, wait: bool = True
     ) -> Outcome:
         """Run `work` holding the provisioning lock, kept alive (with `req`) until it ends."""
-        s = self.settings
         if not await self._acquire(req, wait):
             holder = await self.registry.lock_holder()
             return {"result": "busy", "reason": f"the provisioning lock is held by {holder}"}
@@ -210,12 +221,16 @@ class Worker:
                 return {"result": "failed", "reason": "lost the provisioning lock; the operation was undone"}
             raise
         finally:
-            await stop_tasks([job], STOP_GRACE_S)
-            await stop_tasks([keeper], 5.0)
-            try:
-                await self.registry.release_lock(s.consumer)
-            except StateError as exc:
-                log.warning("could not release the provisioning lock (it expires by itself): %s", exc)
+            # Shielded: a stop that keeps cancelling must not cut the clean-up short.
+            await finish(self._end(job, keeper))
+
+    async def _end(self, job: asyncio.Task[Outcome], keeper: asyncio.Task[None]) -> None:
+        await stop_tasks([job], STOP_GRACE_S)
+        await stop_tasks([keeper], 5.0)
+        try:
+            await self.registry.release_lock(self.settings.consumer)
+        except StateError as exc:
+            log.warning("could not release the provisioning lock (it expires by itself): %s", exc)
 
     async def _keep(self, job: asyncio.Task[Outcome], req: ScaleRequest | None, lost: asyncio.Event) -> None:
         s = self.settings

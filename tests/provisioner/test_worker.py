@@ -151,3 +151,28 @@ async def test_retire_all_on_exit(make_parts: PartsFactory, backends: dict[str, 
     assert not Path(a.ref).exists() and not Path(b.ref).exists()
     assert (await parts.store.read_snapshot()).production == ()
     assert isinstance(parts.provisioner.provider, LocalProvider)
+
+
+async def test_a_stopped_worker_undoes_its_operation_and_leaves_the_request_to_others(
+    make_parts: PartsFactory, tmp_path: Path
+) -> None:
+    parts = await make_parts()
+    monitor = ScaleQueue(parts.redis, KeySpace(), actor="monitor:test")
+    asked = await monitor.request("production", "cpu")
+    assert asked is not None
+    stop = asyncio.Event()
+    running = asyncio.create_task(parts.worker.run(stop))
+    servers = tmp_path / "servers"
+    await async_wait_until(
+        lambda: servers.exists() and any(servers.glob("*/releases")), 60, "the deploy to begin"
+    )
+
+    stop.set()
+    await asyncio.wait_for(running, 60)
+
+    assert list(servers.iterdir()) == [] and await parts.registry.all() == []
+    assert (await parts.store.read_snapshot()).production == ()
+    assert await parts.registry.lock_holder() is None
+    # Not acknowledged: another worker picks the request up.
+    (again,) = await parts.worker.queue.claim("other-worker", block_ms=100, reclaim_idle_ms=0)
+    assert again.request == asked.request and await monitor.pending("production") == asked.request
