@@ -71,6 +71,14 @@ def monitor_command(python: str, redis: RedisArgs) -> list[str]:
     return [python, "-u", "-m", "monitor", "run", "--role", "proxy", "--name", MONITOR_NAME, *redis.argv()]
 
 
+def worker_command(python: str, redis: RedisArgs) -> list[str]:
+    """The provisioner's worker with the local provider: servers are processes on this machine,
+    retired when the run stops."""
+    return [
+        python, "-u", "-m", "provisioner", "worker", "--provider", "local", "--destroy-on-exit", *redis.argv()
+    ]  # fmt: skip
+
+
 def parse_address(value: str) -> tuple[str, int]:
     """host:port, as --listen and --admin-listen take it; ValueError names the accepted form."""
     host, sep, port = value.rpartition(":")
@@ -127,6 +135,8 @@ def hints(
             f"  curl {public}/disable/0",
             f"  {python} -m proxy status {r}",
             f"  {python} -m monitor status {r}     # the proxy host's CPU, memory and alert rules",
+            f"  {python} -m provisioner up --pool production --provider local {r}   # one more v1 server",
+            f"  {python} -m provisioner list {r}   # servers the worker made (CPU > 50% asks for one)",
             f"  curl {admin}/status",
             f"  curl {admin}/metrics",
         ]

@@ -1,5 +1,5 @@
-"""The local run: a Redis, the two sample apps registered as production and staging, the proxy
-and its host's monitor.
+"""The local run: a Redis, the two sample apps registered as production and staging, the proxy,
+its host's monitor and the provisioner's worker (local provider).
 
 Everything is a child process started here and stopped here by its PID; the
 apps are registered through the proxy's own CLI, so the Redis writes are the
@@ -24,6 +24,7 @@ from devrun.commands import (
     parse_address,
     pool_command,
     serve_command,
+    worker_command,
 )
 from devrun.procs import (
     ROOT,
@@ -45,6 +46,8 @@ APP_READY_S = 15.0
 PROXY_READY_S = 20.0
 CLI_TIMEOUT_S = 15.0
 STOP_GRACE_S = 5.0
+# The worker retires its servers on the way out (drain, then stop): it goes first, with time for that.
+WORKER_STOP_S = 30.0
 SUPERVISE_S = 0.5
 
 
@@ -69,6 +72,7 @@ class _Run:
     apps: list[Child] | None = None
     proxy: Child | None = None
     monitor: Child | None = None
+    worker: Child | None = None
     registered: list[tuple[str, str]] | None = None
 
 
@@ -151,6 +155,7 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
             )
         # The monitor has no port to wait for: supervision notices if it exits.
         state.monitor = Child.start("monitor", monitor_command(options.python, state.redis), console)
+        state.worker = Child.start("worker", worker_command(options.python, state.redis), console)
 
     console.say(
         hints(
@@ -165,7 +170,7 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
 
 
 def _supervise(state: _Run, stop: StopSignal) -> int:
-    children = [*(state.apps or []), *(c for c in (state.proxy, state.monitor) if c)]
+    children = [*(state.apps or []), *(c for c in (state.proxy, state.monitor, state.worker) if c)]
     while not stop.wait(SUPERVISE_S):
         for child in children:
             if not child.running():
@@ -222,6 +227,8 @@ def _shutdown(options: Options, state: _Run) -> None:
                     console.error(f"warning: {exc}; remove it by hand")
         else:
             console.error(f"warning: Redis at {redact(store.url)} does not answer; backends left registered")
+    if state.worker is not None:
+        state.worker.stop(WORKER_STOP_S)
     children = [*(c for c in (state.monitor, state.proxy) if c), *(state.apps or [])]
     stop_all(children, STOP_GRACE_S)
     store.close(STOP_GRACE_S)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +82,14 @@ def _config(args: argparse.Namespace) -> ProvisionerConfig:
         flags["provider"] = args.provider
     if getattr(args, "destroy_on_exit", None):
         flags["destroy_on_exit"] = True
-    base = {
-        "local_dir": str(Path(tempfile.gettempdir()) / "switchyard-servers"),
-        "local_python": sys.executable,
-        "worker_id": f"{socket.gethostname()}:{os.getpid()}",
-    }
-    return load_config(args.config, env, flags, base)
+    base = {"local_python": sys.executable, "worker_id": f"{socket.gethostname()}:{os.getpid()}"}
+    config = load_config(args.config, env, flags, base)
+    if not config.local_dir:
+        # One directory per Redis and key prefix: a worker treats every server in its
+        # directory that its Redis does not know as an orphan, so deployments must not share one.
+        digest = hashlib.sha256(f"{config.redis_url}|{config.key_prefix}".encode()).hexdigest()[:10]
+        config = replace(config, local_dir=str(Path(tempfile.gettempdir()) / "switchyard-servers" / digest))
+    return config
 
 
 def _logging(config: ProvisionerConfig) -> None:
