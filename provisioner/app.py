@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import Configurer
+from provisioner.local import LocalProvider
 from provisioner.notify import Notifier
 from provisioner.policy import PolicyConfig
 from provisioner.provider import Provider
@@ -22,8 +23,6 @@ PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 def make_provider(config: ProvisionerConfig) -> Provider:
     check_provider(config)
     if config.provider == "local":
-        from provisioner.local import LocalProvider  # noqa: PLC0415
-
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
     from provisioner.do_api import DigitalOceanApi  # noqa: PLC0415

@@ -20,6 +20,7 @@ from typing import TypeVar
 from provisioner.configure import Configurer
 from provisioner.drain import DrainResult, drain
 from provisioner.errors import StepFailed
+from provisioner.health import wait_healthy
 from provisioner.notify import Notifier
 from provisioner.provider import Machine, Provider
 from state import ServerRecord, ServerRegistry, StateStore
@@ -174,8 +175,6 @@ class Provisioner:
         await self.registry.put(run.record)
 
     async def _health(self, url: str) -> float:
-        from provisioner.health import wait_healthy  # noqa: PLC0415  (aiohttp client only when used)
-
         return await wait_healthy(url, path=self.health_path, timeout_s=self.deadlines.health_s)
 
     async def _step(self, run: _Run, step: str, work: Callable[[], Awaitable[T]]) -> T:
