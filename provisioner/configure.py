@@ -96,6 +96,9 @@ class Configurer:
                 "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"),
                 # One SSH round trip per task instead of three: halves a run over SSH.
                 "ANSIBLE_PIPELINING": "True",
+                # A fresh droplet has a fresh host key, often on a reused address: remembering
+                # it in ~/.ssh/known_hosts helps nobody and clashes later.
+                "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={run_dir / 'known_hosts'}",
             }
             if host_vars.get("ansible_connection") == "local":
                 envvars["ANSIBLE_REMOTE_TEMP"] = str(run_dir / "remote-tmp")
