@@ -50,6 +50,9 @@ async def droplet_parts(
         "reachable_timeout_s": 10.0,
     }
     values.update(settings)
+    # The "droplet" is this machine: its Ansible temp files go to the test's directory,
+    # not to ~/.ansible/tmp as they would on a real droplet.
+    extravars = {"ansible_remote_tmp": str(tmp_path / "remote-tmp"), **(extravars or {})}
     return await make_parts(extravars, **values)
 
 
