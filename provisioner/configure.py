@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -125,7 +126,49 @@ class Configurer:
                 duration_s=time.monotonic() - started,
             )
         finally:
+            end_leftovers(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def end_leftovers(run_dir: Path, timeout_s: float = 10.0) -> list[int]:
+    """Kill what a stopped run left behind, and wait until it is gone.
+
+    ansible-runner stops a run by killing ansible-playbook's process group, but
+    ansible-core's workers each call setsid: a worker in the middle of a task
+    survives, finishes it (it may be starting an app) and writes into the run's
+    directory after it was removed. Each is found by its command line, which
+    names the run's directory, and killed with its whole session.
+    """
+    marker = str(run_dir).encode()
+    found = []
+    own_group = os.getpgid(0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in Path(f"/proc/{entry.name}/cmdline").read_bytes():
+                continue
+            pid = int(entry.name)
+            group = os.getpgid(pid)
+            if group != own_group:
+                os.killpg(group, signal.SIGKILL)
+                found.append(pid)
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    deadline = time.monotonic() + timeout_s
+    for pid in found:
+        log.warning("killed ansible process %d left running by a stopped run", pid)
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie's command line is empty)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
 
 
 def _explain(runner: Any, host: str, playbook: str, processed: bool) -> str:

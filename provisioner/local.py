@@ -24,6 +24,7 @@ from state.model import PoolName
 
 MARKER = "server.json"
 PID_FILE = "shared/app.pid"
+APP_MODULE = b"\0examples.app\0"  # in the command line the playbook starts the app with
 STOP_GRACE_S = 10.0
 
 
@@ -115,23 +116,43 @@ def app_pid(server_dir: Path) -> int | None:
     return pid if cwd == root or root in cwd.parents else None
 
 
+def running_in(server_dir: Path) -> set[int]:
+    """The app processes running from the server's directory: the one of its pid file, and
+    one a stopped playbook started without getting to write that file. Anything else there
+    (a shell someone opened in it) is left alone."""
+    root = server_dir.resolve()
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(f"/proc/{entry.name}/cwd"))
+            if (cwd == root or root in cwd.parents) and APP_MODULE in Path(
+                f"/proc/{entry.name}/cmdline"
+            ).read_bytes():
+                found.add(int(entry.name))
+        except OSError:
+            continue  # gone, a zombie, or not ours to look at
+    return found
+
+
 async def stop_app(server_dir: Path, grace_s: float) -> None:
-    """End the app of one local server by its pid: TERM, then KILL after `grace_s`."""
-    pid = app_pid(server_dir)
-    if pid is None:
+    """End what runs from one local server: TERM, then KILL after `grace_s`."""
+    targets = running_in(server_dir)
+    if not targets:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    for pid in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace_s
-    while app_pid(server_dir) == pid:
+    killed = False
+    while left := targets & running_in(server_dir):
         if loop.time() >= deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            break
-        await asyncio.sleep(0.05)
-    deadline = loop.time() + grace_s
-    while app_pid(server_dir) == pid:
-        if loop.time() >= deadline:
-            raise ProviderTimeout(f"app process {pid} in {server_dir} did not end after SIGKILL")
+            if killed:
+                raise ProviderTimeout(f"processes {sorted(left)} in {server_dir} did not end after SIGKILL")
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed, deadline = True, loop.time() + grace_s
         await asyncio.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -35,15 +36,23 @@ def test_both_site_playbooks_exist() -> None:
     assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {"product.yml", "staging.yml"}
 
 
-def ansible_children() -> list[psutil.Process]:
+def ansible_processes() -> list[psutil.Process]:
+    """Every process of a run of ours, children or orphans (ansible-core's workers setsid)."""
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for proc in psutil.process_iter():
         try:
-            if any("ansible-playbook" in part for part in child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
+            if (
+                any("/sy-ansible-" in part for part in proc.cmdline())
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+        except psutil.Error:
             continue
     return found
+
+
+def run_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("sy-ansible-*"))
 
 
 async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) -> None:
@@ -100,11 +109,14 @@ async def test_a_cancelled_run_ends_ansible_before_returning(tmp_path: Path) -> 
     provider = LocalProvider(tmp_path, sys.executable)
     machine = await provider.create("sy-prod-stop", "production")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
+    before = run_dirs()
     run = asyncio.create_task(configurer.run("product.yml", machine.name, provider.host_vars(machine)))
-    await async_wait_until(lambda: bool(ansible_children()), 30, "ansible-playbook to start")
+    await async_wait_until(lambda: bool(ansible_processes()), 30, "ansible-playbook to start")
     await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert ansible_children() == []
+    # Nothing of the run is left: no process (a worker mid-task included), no directory.
+    assert ansible_processes() == []
+    assert run_dirs() - before == set()
     stop_apps(tmp_path)

@@ -14,9 +14,9 @@ import pytest
 
 from provisioner.app import PLAYBOOKS_DIR
 from provisioner.errors import ProviderError, StepFailed
-from provisioner.local import LocalProvider, app_pid
+from provisioner.local import LocalProvider, app_pid, running_in
 from provisioner.provision import PLAYBOOKS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_until
 from tests.provisioner.conftest import PartsFactory
 
 APP_FILES = ["__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py"]
@@ -89,18 +89,34 @@ async def test_destroy_ends_only_the_process_running_from_the_server(tmp_path: P
     provider = LocalProvider(tmp_path / "servers", sys.executable)
     machine = await provider.create("sy-prod-pid", "production")
     server = Path(machine.ref)
-    # A process of someone else's, whose pid ended up in the pid file (pids are reused).
+    # A process of someone else's, whose pid ended up in the pid file (pids are reused),
+    # and a shell someone opened in the server's directory: both are left alone.
     stranger = subprocess.Popen(["sleep", "60"], cwd=tmp_path)
+    visitor = subprocess.Popen(["sleep", "60"], cwd=server)
+    # An app a stopped playbook started without writing its pid file: ended.
+    release = server / "releases" / "r1"
+    release.mkdir(parents=True)
+    orphan = subprocess.Popen(
+        [sys.executable, "-m", "examples.app", "--version", "v1", "--listen", f"127.0.0.1:{free_port()}"],
+        cwd=release,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         (server / "shared").mkdir()
         (server / "shared" / "app.pid").write_text(f"{stranger.pid}\n")
         assert app_pid(server) is None
+        wait_until(lambda: orphan.pid in running_in(server), 10, "the orphan app to be seen")
+        assert running_in(server) == {orphan.pid}
         assert await provider.destroy(machine.name, machine.ref)
-        assert stranger.poll() is None and not server.exists()
+        assert orphan.wait(10) is not None and not server.exists()
+        assert stranger.poll() is None and visitor.poll() is None
         assert await provider.destroy(machine.name, machine.ref) is False
     finally:
-        stranger.kill()
-        stranger.wait(5)
+        for proc in (stranger, visitor, orphan):
+            proc.kill()
+            proc.wait(5)
     with pytest.raises(ProviderError, match="is not under"):
         await provider.destroy("sy-prod-pid", str(tmp_path / "elsewhere"))
 
