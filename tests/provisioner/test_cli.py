@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from aiohttp import web
 from provisioner.local import app_pid
 from provisioner.notify import SIGNATURE_HEADER, sign
 from tests.conftest import ROOT, free_port
+from tests.provisioner.conftest import stop_apps
 
 TOKEN = "dop_v1_" + "cli-secret-0123456789abcdef"
 HOOK_SECRET = "whsec-" + "cli-0123456789"
@@ -120,13 +121,20 @@ async def hook() -> AsyncIterator[tuple[str, list[tuple[bytes, str]]]]:
     await runner.cleanup()
 
 
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Path]:
+    """Where the CLI's local servers go; whatever app a failed test leaves there is ended."""
+    yield tmp_path / "servers"
+    stop_apps(tmp_path)
+
+
 async def test_up_list_down_by_hand(
-    redis_url: str, tmp_path: Path, hook: tuple[str, list[tuple[bytes, str]]]
+    redis_url: str, servers: Path, hook: tuple[str, list[tuple[bytes, str]]]
 ) -> None:
     hook_url, received = hook
     env = clean_env(
         REDIS_URL=redis_url,
-        PROVISIONER_LOCAL_DIR=str(tmp_path / "servers"),
+        PROVISIONER_LOCAL_DIR=str(servers),
         PROVISIONER_NOTIFY_WEBHOOK_URL=hook_url,
         PROVISIONER_LOG_LEVEL="DEBUG",
         # Secrets in the environment, as in production: they must go nowhere else.
@@ -147,7 +155,7 @@ async def test_up_list_down_by_hand(
         "local",
     )
     assert set(record["timings"]) == {"create", "active", "reachable", "configure", "health", "register"}
-    pid = app_pid(tmp_path / "servers" / server_id)
+    pid = app_pid(servers / server_id)
     assert pid is not None
     app_env = Path(f"/proc/{pid}/environ").read_bytes()
     assert TOKEN.encode() not in app_env and HOOK_SECRET.encode() not in app_env
@@ -155,7 +163,7 @@ async def test_up_list_down_by_hand(
     code, out_down, err_down = await acli("down", url, "--provider", "local", env=env)
     assert code == 0, err_down
     assert out_down.startswith(f"{server_id}\t{url}\tremoved")
-    assert not (tmp_path / "servers" / server_id).exists()
+    assert not (servers / server_id).exists()
     assert not os.path.exists(f"/proc/{pid}/cwd")
     code, listed, _ = await acli("list", env=env)
     assert listed == "no servers\n"

@@ -29,6 +29,7 @@ from provisioner.local import app_pid
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
 from tests.conftest import ROOT, async_wait_until, free_port
 from tests.monitor.conftest import BURNER
+from tests.provisioner.conftest import stop_apps
 
 MAX_REQUESTS = 30_000  # a safety cap: the phases end long before it
 PACE_S = 0.002  # between one client's requests
@@ -67,6 +68,7 @@ def procs(tmp_path: Path) -> Iterator[dict[str, Proc]]:
     # The worker first: it retires its servers on the way out.
     for name in sorted(started, key=lambda n: n != "worker"):
         started[name].stop()
+    stop_apps(tmp_path)  # in case the worker could not
 
 
 def env_of(**extra: str) -> dict[str, str]:
