@@ -125,6 +125,9 @@ FAILURES = {
         "create", {"digitalocean_api_timeout_s": 0.5}, (("POST", r"^/v2/droplets$", None, True),)
     ),
     "never active": Case("active", {"active_timeout_s": 0.3}),
+    "status polls hang": Case(
+        "active", {"digitalocean_api_timeout_s": 0.3}, ((r"GET", r"^/v2/droplets/\d+$", None, False),) * 3
+    ),
     "ssh never answers": Case("reachable", {"reachable_timeout_s": 0.3, "ssh_port": 0}),
     "ssh key refused": Case("configure", {"ssh_private_key_file": ""}),
 }
