@@ -29,7 +29,6 @@ BUFFER_HIGH_BYTES = 256 * 1024
 # A request body up to this size is kept until the response starts, so the
 # request can be retried on another backend; a larger one is not retried.
 REPLAY_MAX_BYTES = 64 * 1024
-VIA = b"1.1 switchyard"
 
 
 class SnapshotSource(Protocol):

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, REPLAY_MAX_BYTES, VIA, LocalReply
+from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, REPLAY_MAX_BYTES, LocalReply
 from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
-from proxy.http1 import HOP_BY_HOP, LAST_CHUNK, PROTECTED, chunk, encode_headers, simple_response, status_line
+from proxy.forward import interim_head, request_head, response_head, switch_head
+from proxy.http1 import LAST_CHUNK, chunk, simple_response
 from proxy.routing import BUCKET_COOKIE, NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
 from proxy.upstream import UpstreamConnection
 from state import Snapshot
@@ -182,7 +183,19 @@ class Exchange:
 
     def _send(self, conn: UpstreamConnection, snap: Snapshot) -> None:
         self.upstream = conn
-        conn.send(self, self._request_head(snap), self.method == b"HEAD")
+        head = request_head(
+            self.method,
+            self.target,
+            self.headers,
+            self.nominated,
+            peer=self.client.peer,
+            host=self.host,
+            minor=self.minor,
+            flags_on=snap.flags_on,
+            chunked=self.chunked,
+            upgrade=self.upgrade,
+        )
+        conn.send(self, head, self.method == b"HEAD")
         self.head_sent = True
         if self.body:
             for piece in self.body:
@@ -192,35 +205,6 @@ class Exchange:
         if self.request_done and self.chunked:
             conn.write(LAST_CHUNK)
         self.sent_at = self.client.loop.time()
-
-    def _request_head(self, snap: Snapshot) -> bytes:
-        nominated = self.nominated
-        out = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
-        xff: bytes | None = None
-        for low, name, value in self.headers:
-            if low in HOP_BY_HOP or (nominated and low in nominated):
-                continue
-            if low == b"x-forwarded-for":
-                xff = value if xff is None else xff + b", " + value
-                continue
-            if low in (b"x-forwarded-proto", b"x-forwarded-host", b"x-feature-flags"):
-                continue
-            out.append(name + b": " + value + b"\r\n")
-        peer = self.client.peer
-        out.append(b"X-Forwarded-For: %s\r\n" % (peer if xff is None else xff + b", " + peer))
-        out.append(b"X-Forwarded-Proto: http\r\n")
-        if self.host is not None:
-            out.append(b"X-Forwarded-Host: %s\r\n" % self.host)
-        out.append(b"Via: %s\r\n" % (VIA if self.minor else b"1.0 switchyard"))
-        flags = snap.flags_on
-        if flags:
-            out.append(b"X-Feature-Flags: %s\r\n" % ",".join(flags).encode())
-        if self.chunked:
-            out.append(b"Transfer-Encoding: chunked\r\n")
-        if self.upgrade is not None:
-            out.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % self.upgrade)
-        out.append(b"\r\n")
-        return b"".join(out)
 
     def request_body(self, data: bytes) -> None:
         if self.head_sent:
@@ -255,16 +239,11 @@ class Exchange:
         if status == 101 and self.upgrade is not None:
             self.status = status
             self.response_started = True
-            upgrade = next((v for n, v in headers if n.lower() == b"upgrade"), self.upgrade)
-            self.out.append(
-                status_line(101)
-                + encode_headers(_end_to_end(headers))
-                + b"Connection: upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade
-            )
+            self.out.append(switch_head(headers, self.upgrade))
             return
         if status < 200:
             if status != 101 and self.minor == 1:
-                self.out.append(status_line(status) + encode_headers(_end_to_end(headers)) + b"\r\n")
+                self.out.append(interim_head(status, headers))
             return
         self.status = status
         self.response_started = True
@@ -275,50 +254,21 @@ class Exchange:
                 ctx.upstream_failed(self.backend, self.version)
             else:
                 ctx.outliers.success(self.backend)
-        # One pass over the headers: filter hop-by-hop fields and learn the framing.
-        out = [status_line(status, self.minor)]
-        has_length = upstream_chunked = False
-        nominated: set[bytes] | None = None
-        for name, value in headers:
-            low = name.lower()
-            if low in HOP_BY_HOP:
-                if low == b"transfer-encoding":
-                    upstream_chunked = b"chunked" in value.lower()
-                elif low == b"connection":
-                    extra = {t.strip().lower() for t in value.split(b",")} - HOP_BY_HOP - PROTECTED
-                    if extra:
-                        nominated = extra if nominated is None else nominated | extra
-                continue
-            if low == b"content-length":
-                has_length = True
-            out.append(name + b": " + value + b"\r\n")
-        if nominated:
-            out[1:] = [b"%s: %s\r\n" % (n, v) for n, v in _end_to_end(headers)]
-        body_allowed = self.method != b"HEAD" and status not in {204, 304}
-        self.until_close = body_allowed and not has_length and not upstream_chunked
-        if not body_allowed:
-            self.framing = b"none"
-        elif has_length:
-            self.framing = b"length"
-        elif self.minor == 1:
-            self.framing = b"chunked"
-            out.append(b"Transfer-Encoding: chunked\r\n")
-        else:
-            self.framing = b"close"
-        if self.framing == b"close" or ctx.draining or not self.request_done:
+        decision = self.decision
+        head, self.framing, self.until_close, self.keep_alive = response_head(
+            status,
+            self.minor,
+            minor,
+            headers,
+            head_request=self.method == b"HEAD",
             # An answer before the whole request (a refused Expect: 100-continue, an
             # early error): the rest of the body is not waited for; the connection ends.
-            self.keep_alive = False
-        out.append(b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
-        decision = self.decision
-        if decision is not None and decision.new_bucket:
-            out.append(_bucket_cookie(decision.bucket, ctx.limits.bucket_cookie_max_age_s))
-        if not self.keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif self.minor == 0:
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        self.out.append(b"".join(out))
+            keep_alive=self.keep_alive and self.request_done and not ctx.draining,
+            extra=_bucket_cookie(decision.bucket, ctx.limits.bucket_cookie_max_age_s)
+            if decision is not None and decision.new_bucket
+            else b"",
+        )
+        self.out.append(head)
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.framing == b"chunked":
@@ -468,12 +418,3 @@ def _bucket_cookie(bucket: int, max_age_s: int) -> bytes:
         bucket,
         max_age_s,
     )
-
-
-def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    nominated: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            nominated.update(t.strip().lower() for t in value.split(b","))
-    nominated -= PROTECTED
-    return [(n, v) for n, v in headers if (low := n.lower()) not in HOP_BY_HOP and low not in nominated]
