@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
@@ -17,6 +18,9 @@ from provisioner.provision import Deadlines, Provisioner
 from provisioner.worker import Worker, WorkerSettings
 from state import HostStore, KeySpace, ScaleQueue, ServerRegistry, StateStore, connect
 
+if TYPE_CHECKING:
+    from provisioner.droplets import DropletSettings
+
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 
@@ -26,7 +30,7 @@ def make_provider(config: ProvisionerConfig) -> Provider:
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
     from provisioner.do_api import DigitalOceanApi  # noqa: PLC0415
-    from provisioner.droplets import DigitalOceanProvider, DropletSettings  # noqa: PLC0415
+    from provisioner.droplets import DigitalOceanProvider  # noqa: PLC0415
 
     assert config.digitalocean_token is not None  # check_provider saw to it
     api = DigitalOceanApi(
@@ -36,7 +40,14 @@ def make_provider(config: ProvisionerConfig) -> Provider:
         retries=config.digitalocean_api_retries,
         backoff_s=config.digitalocean_api_backoff_s,
     )
-    settings = DropletSettings(
+    return DigitalOceanProvider(api, droplet_settings(config))
+
+
+def droplet_settings(config: ProvisionerConfig) -> DropletSettings:
+    # Imported here: the local run never loads python-digitalocean.
+    from provisioner.droplets import DropletSettings  # noqa: PLC0415
+
+    return DropletSettings(
         region=config.digitalocean_region,
         size=config.digitalocean_size,
         image=config.digitalocean_image,
@@ -54,7 +65,6 @@ def make_provider(config: ProvisionerConfig) -> Provider:
         install_deps=config.remote_install_deps,
         poll_interval_s=config.poll_interval_s,
     )
-    return DigitalOceanProvider(api, settings)
 
 
 @dataclass

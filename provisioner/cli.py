@@ -1,4 +1,5 @@
-"""`python -m provisioner worker | up | down | list`.
+"""`python -m provisioner worker | up | down | list | deploy | rollback | releases | receive |
+webhook | inventory`.
 
 Only this module reads the environment, configures logging and exits. Secrets
 are read once and then removed from this process's environment, so neither
@@ -25,10 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from provisioner import deploy_commands as commands
 from provisioner.app import Parts, build
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
-from provisioner.errors import ConfigError, NotManaged, ProvisionerError
+from provisioner.errors import ConfigError, DeployInputError, NotManaged, ProvisionerError
+from provisioner.gitrefs import parse_sha
+from provisioner.webhook import serve_webhook
 from state import (
+    POOLS,
     InvalidValue,
     KeySpace,
     ServerRecord,
@@ -70,7 +75,35 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("server", metavar="URL|ID", help="its backend URL or its id (see list)")
     listing = sub.add_parser("list", parents=[common], help="the servers the provisioner manages")
     listing.add_argument("--json", action="store_true")
+    _deploy_parsers(sub, common)
     return parser
+
+
+def _deploy_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    envs = {"choices": POOLS, "required": True, "help": "production or staging"}
+    deploy = sub.add_parser("deploy", parents=[common], help="deploy a commit to an environment's servers")
+    deploy.add_argument("--env", **envs)
+    deploy.add_argument("--sha", required=True, help="the commit's full id")
+    deploy.add_argument("--repo", type=Path, help="git repository holding it (default: deploy_repo)")
+    back = sub.add_parser(
+        "rollback", parents=[common], help="switch an environment back to its previous release"
+    )
+    back.add_argument("--env", **envs)
+    releases = sub.add_parser(
+        "releases", parents=[common], help="each server's releases and the last deploys"
+    )
+    releases.add_argument("--env", **envs)
+    releases.add_argument("--json", action="store_true")
+    receive = sub.add_parser(
+        "receive", parents=[common], help="hooks/post-receive: '<old> <new> <ref>' lines on stdin"
+    )
+    receive.add_argument("--repo", type=Path, required=True, help="the repository pushed to")
+    webhook = sub.add_parser("webhook", parents=[common], help="serve the code host's push webhook")
+    webhook.add_argument("--listen", help="host:port (default: 127.0.0.1:8090)")
+    inventory = sub.add_parser("inventory", parents=[common], help="Ansible dynamic inventory of the pools")
+    which = inventory.add_mutually_exclusive_group(required=True)
+    which.add_argument("--list", action="store_true")
+    which.add_argument("--host")
 
 
 def _config(args: argparse.Namespace) -> ProvisionerConfig:
@@ -82,6 +115,8 @@ def _config(args: argparse.Namespace) -> ProvisionerConfig:
         flags["provider"] = args.provider
     if getattr(args, "destroy_on_exit", None):
         flags["destroy_on_exit"] = True
+    if getattr(args, "listen", None):
+        flags["webhook_listen"] = args.listen
     base = {"local_python": sys.executable, "worker_id": f"{socket.gethostname()}:{os.getpid()}"}
     config = load_config(args.config, env, flags, base)
     if not config.local_dir:
@@ -193,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
     actor = f"provisioner:{config.worker_id}"
     if args.command == "list":
         return asyncio.run(_with_registry_only(config, actor, args.json))
+    if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory"):
+        return _deploys(args, config, actor)
     if args.command == "worker":
         return asyncio.run(_with(config, actor, _worker))
     if args.command == "up":
@@ -213,11 +250,53 @@ async def _with_registry_only(config: ProvisionerConfig, actor: str, as_json: bo
         await client.aclose()
 
 
+def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) -> int:
+    if args.command == "inventory":
+        return asyncio.run(commands.inventory(config, None if args.list else args.host))
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "ansible-playbook").exists():
+        raise ProvisionerError(f"ansible-playbook is not in {bin_dir}: run `make setup`")
+    if args.command == "webhook":
+        if not config.push_webhook_secret:
+            raise ConfigError("the webhook needs a secret: set PROVISIONER_PUSH_WEBHOOK_SECRET")
+        return asyncio.run(serve_webhook(config, bin_dir=bin_dir, actor=f"webhook:{config.worker_id}"))
+    if args.command == "deploy":
+        sha = parse_sha(args.sha)
+        repo = args.repo or (Path(config.deploy_repo) if config.deploy_repo else None)
+        if repo is None:
+            raise ConfigError("no repository to deploy from: pass --repo or set deploy_repo")
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.deploy(p, args.env, sha, repo))
+    if args.command == "rollback":
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.rollback(p, args.env))
+    if args.command == "releases":
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.releases(p, args.env, args.json))
+    lines = sys.stdin.read().splitlines()
+    return _with_deployer(
+        config, bin_dir, f"post-receive:{config.worker_id}", lambda p: commands.receive(p, args.repo, lines)
+    )
+
+
+def _with_deployer(
+    config: ProvisionerConfig,
+    bin_dir: Path,
+    actor: str,
+    op: Callable[[commands.DeployParts], Awaitable[int]],
+) -> int:
+    async def run() -> int:
+        parts = commands.build_deployer(config, bin_dir=bin_dir, actor=actor)
+        try:
+            return await op(parts)
+        finally:
+            await parts.close()
+
+    return asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (InvalidValue, ConfigError) as exc:
+    except (InvalidValue, ConfigError, DeployInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ProvisionerError, StateError) as exc:

@@ -6,6 +6,7 @@ environment variables: a file or a flag naming one is an error.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
@@ -83,6 +84,20 @@ class ProvisionerConfig:
     # Notification. The secret signs webhook bodies: only from PROVISIONER_WEBHOOK_SECRET.
     notify_webhook_url: str = ""
     webhook_secret: str | None = field(default=None, repr=False)
+    # Deploys: the git repository commits come from (the post-receive hook passes its
+    # own), releases kept per server, and the per-environment lock.
+    deploy_repo: str = ""
+    deploy_keep_releases: int = 5
+    deploy_lock_ttl_s: float = 60.0
+    deploy_lock_wait_s: float = 600.0
+    # The push webhook. Its secret checks X-Hub-Signature-256: only from
+    # PROVISIONER_PUSH_WEBHOOK_SECRET. Empty networks: any sender.
+    webhook_listen: str = "127.0.0.1:8090"
+    push_webhook_secret: str | None = field(default=None, repr=False)
+    webhook_networks: tuple[str, ...] = ()
+    webhook_replay_ttl_s: float = 86400.0
+    webhook_max_body_bytes: int = 1048576
+    webhook_fetch: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -97,7 +112,11 @@ class ProvisionerConfig:
         )
 
 
-SECRETS = {"digitalocean_token": "DIGITALOCEAN_TOKEN", "webhook_secret": "PROVISIONER_WEBHOOK_SECRET"}
+SECRETS = {
+    "digitalocean_token": "DIGITALOCEAN_TOKEN",
+    "webhook_secret": "PROVISIONER_WEBHOOK_SECRET",
+    "push_webhook_secret": "PROVISIONER_PUSH_WEBHOOK_SECRET",
+}
 # Variables with their own well-known names besides PROVISIONER_*.
 _ENV_ALIASES = {
     "REDIS_URL": "redis_url",
@@ -202,6 +221,16 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
         low, high = config.pool_limits(pool)
         if high < low:
             raise ConfigError(f"{pool}_max ({high}) is below {pool}_min ({low})")
+    for network in config.webhook_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"webhook_networks entry {network!r} is not a network: use CIDR such as 192.30.252.0/22"
+            ) from exc
+    host, sep, port = config.webhook_listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"webhook_listen {config.webhook_listen!r} is not host:port, e.g. 127.0.0.1:8090")
     provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
     return replace(config, provider=provider)
 

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class ConfigureResult:
     ok: int
     changed: int
     duration_s: float
+    # What the play reported about itself: the last `switchyard_app_report` fact it set.
+    report: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Configurer:
@@ -53,13 +55,18 @@ class Configurer:
         host: str,
         host_vars: Mapping[str, object],
         extravars: Mapping[str, object] | None = None,
+        *,
+        group: str = "",
     ) -> ConfigureResult:
-        """Run `playbook` against one host; ConfigureError names the task that failed."""
+        """Run `playbook` against one host (in inventory group `group`, if given: the site
+        playbooks target their pool's group); ConfigureError names the task that failed."""
         if not (self.playbooks_dir / playbook).is_file():
             raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
         cancel = threading.Event()
         job = asyncio.ensure_future(
-            asyncio.to_thread(self._run, playbook, host, dict(host_vars), dict(extravars or {}), cancel)
+            asyncio.to_thread(
+                self._run, playbook, host, dict(host_vars), dict(extravars or {}), group=group, cancel=cancel
+            )
         )
         try:
             return await asyncio.shield(job)
@@ -80,6 +87,8 @@ class Configurer:
         host: str,
         host_vars: dict[str, Any],
         extravars: dict[str, Any],
+        *,
+        group: str,
         cancel: threading.Event,
     ) -> ConfigureResult:
         started = time.monotonic()
@@ -103,11 +112,14 @@ class Configurer:
             }
             if host_vars.get("ansible_connection") == "local":
                 envvars["ANSIBLE_REMOTE_TEMP"] = str(run_dir / "remote-tmp")
+            inventory: dict[str, Any] = {"all": {"hosts": {host: host_vars}}}
+            if group:
+                inventory["all"]["children"] = {group: {"hosts": {host: None}}}
             runner = ansible_runner.run(
                 private_data_dir=str(run_dir),
                 project_dir=str(self.playbooks_dir),
                 playbook=playbook,
-                inventory={"all": {"hosts": {host: host_vars}}},
+                inventory=inventory,
                 extravars=extravars,
                 envvars=envvars,
                 quiet=True,
@@ -124,6 +136,7 @@ class Configurer:
                 ok=int((stats.get("ok") or {}).get(host, 0)),
                 changed=int((stats.get("changed") or {}).get(host, 0)),
                 duration_s=time.monotonic() - started,
+                report=_report(runner.events, host),
             )
         finally:
             end_leftovers(run_dir)
@@ -169,6 +182,17 @@ def _running(pid: int) -> bool:
         return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
     except OSError:
         return False
+
+
+def _report(events: Any, host: str) -> Mapping[str, Any]:
+    found: Mapping[str, Any] = {}
+    for event in events:
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and data.get("host") == host:
+            facts = (data.get("res") or {}).get("ansible_facts") or {}
+            if isinstance(facts.get("switchyard_app_report"), dict):
+                found = facts["switchyard_app_report"]
+    return found
 
 
 def _explain(runner: Any, host: str, playbook: str, processed: bool) -> str:

@@ -40,6 +40,28 @@ class DropletSettings:
     poll_interval_s: float
 
 
+def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]:
+    """Inventory variables of a droplet: how Ansible logs in, where the app goes (also
+    the deploy inventory's, so it needs no API call)."""
+    found: dict[str, object] = {
+        "ansible_host": machine.address,
+        "ansible_port": s.ssh_port,
+        "ansible_user": s.ssh_user,
+        "ansible_python_interpreter": s.remote_python,
+        "switchyard_app_dir": f"{s.app_dir.rstrip('/')}/{machine.name}",
+        "switchyard_app_listen_host": s.app_listen_host,
+        "switchyard_app_port": s.app_port,
+        "switchyard_app_base_python": s.remote_python,
+        # pip: each release's virtualenv gets the requirements from the package index;
+        # link: the image already has them for remote_python.
+        "switchyard_app_venv_mode": "pip" if s.install_deps else "link",
+        "switchyard_app_system_packages": s.install_deps,
+    }
+    if s.ssh_private_key_file:
+        found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+    return found
+
+
 class DigitalOceanProvider:
     name = "digitalocean"
 
@@ -111,22 +133,7 @@ class DigitalOceanProvider:
             await asyncio.sleep(self.settings.poll_interval_s)
 
     def host_vars(self, machine: Machine) -> Mapping[str, object]:
-        s = self.settings
-        found: dict[str, object] = {
-            "ansible_host": machine.address,
-            "ansible_port": s.ssh_port,
-            "ansible_user": s.ssh_user,
-            "ansible_python_interpreter": s.remote_python,
-            "switchyard_app_dir": f"{s.app_dir.rstrip('/')}/{machine.name}",
-            "switchyard_app_listen_host": s.app_listen_host,
-            "switchyard_app_port": s.app_port,
-            "switchyard_app_install_deps": s.install_deps,
-        }
-        if s.ssh_private_key_file:
-            found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
-        if not s.install_deps:
-            found["switchyard_app_python"] = s.remote_python
-        return found
+        return droplet_host_vars(self.settings, machine)
 
     def backend_url(self, machine: Machine) -> str:
         host = f"[{machine.address}]" if ":" in machine.address else machine.address

@@ -40,3 +40,11 @@ class StepFailed(ProvisionerError):
 
 class NotManaged(ProvisionerError, LookupError):
     """A server or URL that the provisioner did not create."""
+
+
+class DeployInputError(ProvisionerError, ValueError):
+    """A deploy was asked for with bad input (a sha, a ref line, an environment)."""
+
+
+class DeployError(ProvisionerError):
+    """A deploy or rollback did not complete; the message names the server and the task."""

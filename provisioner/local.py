@@ -72,9 +72,13 @@ class LocalProvider:
             "switchyard_app_dir": machine.ref,
             "switchyard_app_listen_host": "127.0.0.1",
             "switchyard_app_port": machine.port,
-            "switchyard_app_python": self.python,
-            "switchyard_app_install_deps": False,
+            # Each release gets a virtualenv that sees this interpreter's packages: no
+            # download, and the same aiohttp the tests run with.
+            "switchyard_app_base_python": self.python,
+            "switchyard_app_venv_mode": "link",
             "switchyard_app_pid_file": str(Path(machine.ref) / PID_FILE),
+            # Chosen per run: a fixed offset from the app's port could be another server's.
+            "switchyard_app_check_port": free_port(),
         }
 
     def backend_url(self, machine: Machine) -> str:

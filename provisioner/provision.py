@@ -166,7 +166,9 @@ class Provisioner:
         await self._step(
             run,
             "configure",
-            lambda: self.configurer.run(PLAYBOOKS[pool], name, p.host_vars(machine), self.extravars),
+            lambda: self.configurer.run(
+                PLAYBOOKS[pool], name, p.host_vars(machine), self.extravars, group=pool
+            ),
         )
         url = run.record.url
         await self._step(run, "health", lambda: self._health(url))

@@ -6,6 +6,7 @@ here and never import one another.
 
 from __future__ import annotations
 
+from state.deploys import DeployRecord, DeployStore, parse_delivery_id
 from state.errors import InvalidValue, StateError, StateUnavailable
 from state.hosts import HostSample, HostStore
 from state.keys import KeySpace
@@ -33,6 +34,8 @@ __all__ = [
     "Alert",
     "AuditEntry",
     "Change",
+    "DeployRecord",
+    "DeployStore",
     "HostSample",
     "HostStore",
     "InstanceInfo",
@@ -54,6 +57,7 @@ __all__ = [
     "connect",
     "monitored_hosts",
     "parse_backend_url",
+    "parse_delivery_id",
     "parse_flag_name",
     "parse_host_name",
     "parse_pool",

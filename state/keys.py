@@ -106,6 +106,20 @@ class KeySpace:
         """HASH: "up" / "down" -> wall-clock time a pool last grew / shrank, for cooldowns."""
         return f"{self.prefix}scale:marks:{pool}"
 
+    def deploy_lock(self, env: str) -> str:
+        """STRING with TTL: who is deploying to an environment (production or staging) now,
+        kept alive while the deploy runs, so two pushes never deploy at once."""
+        return f"{self.prefix}deploy:lock:{env}"
+
+    def deploy_history(self, env: str) -> str:
+        """STREAM, capped: an environment's deploys and rollbacks (action, sha, result,
+        release per host, failed task, by, at), newest last."""
+        return f"{self.prefix}deploy:history:{env}"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """STRING with TTL: a push webhook delivery already accepted, so a replay runs nothing."""
+        return f"{self.prefix}webhook:delivery:{delivery_id}"
+
     @property
     def scale_requests(self) -> str:
         """STREAM of scale requests (pool, reason, by, at, request); consumer group

@@ -68,6 +68,7 @@ async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) ->
             machine.name,
             provider.host_vars(machine),
             {"switchyard_production_version": "not ok!"},
+            group="production",
         )
     message = str(failed.value)
     assert "failed at task 'app | check the inputs'" in message
@@ -92,15 +93,19 @@ async def test_a_release_that_fails_its_health_check_is_removed(tmp_path: Path) 
     provider = LocalProvider(tmp_path, sys.executable)
     machine = await provider.create("sy-prod-sick", "production")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
-    host_vars = {**provider.host_vars(machine), "switchyard_app_python": "/bin/false"}  # dies at once
+    host_vars = {**provider.host_vars(machine), "switchyard_app_module": "examples.nothing"}  # dies at once
     with pytest.raises(ConfigureError) as failed:
         await configurer.run(
             "product.yml",
             machine.name,
             host_vars,
             {"switchyard_app_health_retries": 2, "switchyard_app_health_delay_s": 0.2},
+            group="production",
         )
-    assert "failed at task 'app | wait until the app answers its health check'" in str(failed.value)
+    assert (
+        "failed at task 'app | wait until the new release answers its health check on the side port'"
+        in str(failed.value)
+    )
     server = Path(machine.ref)
     # The rescue removed the failed release and the link to it; shared/ (logs) stays.
     assert list((server / "releases").iterdir()) == []
@@ -113,7 +118,9 @@ async def test_a_cancelled_run_ends_ansible_before_returning(tmp_path: Path) -> 
     machine = await provider.create("sy-prod-stop", "production")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     before = run_dirs()
-    run = asyncio.create_task(configurer.run("product.yml", machine.name, provider.host_vars(machine)))
+    run = asyncio.create_task(
+        configurer.run("product.yml", machine.name, provider.host_vars(machine), group="production")
+    )
     await async_wait_until(lambda: bool(ansible_processes()), 30, "ansible-playbook to start")
     await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
     run.cancel()

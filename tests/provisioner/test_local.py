@@ -59,7 +59,9 @@ async def test_provision_redeploy_and_retire_a_local_server(make_parts: PartsFac
     provider = parts.provisioner.provider
     assert isinstance(provider, LocalProvider)
     machine = (await provider.list_own())[0]
-    await parts.provisioner.configurer.run(PLAYBOOKS["production"], record.id, provider.host_vars(machine))
+    await parts.provisioner.configurer.run(
+        PLAYBOOKS["production"], record.id, provider.host_vars(machine), group="production"
+    )
     releases = sorted((server / "releases").iterdir())
     assert len(releases) == 2 and (server / "current").resolve() == releases[1]
     second_pid = app_pid(server)

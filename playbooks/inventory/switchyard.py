@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Ansible dynamic inventory: the servers of the production and staging pools, from Redis.
+
+    ansible-inventory -i playbooks/inventory/switchyard.py --list
+    ansible-playbook -i playbooks/inventory/switchyard.py -e switchyard_app_step=list playbooks/product.yml
+
+A thin shell around `python -m provisioner inventory`, run with Switchyard's virtualenv
+(or $SWITCHYARD_PYTHON); Redis and the key prefix come from REDIS_URL and
+PROVISIONER_KEY_PREFIX as for every provisioner command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+python = os.environ.get("SWITCHYARD_PYTHON") or str(ROOT / ".venv" / "bin" / "python")
+os.environ["PYTHONPATH"] = str(ROOT) + (
+    os.pathsep + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else ""
+)
+os.execv(python, [python, "-m", "provisioner", "inventory", *sys.argv[1:]])  # noqa: S606

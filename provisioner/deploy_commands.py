@@ -1,0 +1,164 @@
+"""What `deploy`, `rollback`, `releases`, `receive` and `inventory` do, for cli.py.
+
+Each takes the loaded configuration, prints for a person (the pusher, for `receive`:
+git shows a hook's output as "remote: ...") and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from provisioner.app import PLAYBOOKS_DIR
+from provisioner.config import ProvisionerConfig
+from provisioner.configure import Configurer
+from provisioner.deploy import Deployer, DeploySettings
+from provisioner.errors import DeployError, DeployInputError
+from provisioner.gitrefs import decide, parse_update
+from provisioner.inventory import as_ansible, host_vars_from, plan
+from provisioner.notify import Notifier
+from provisioner.releases import previous
+from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
+from state.model import PoolName
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class DeployParts:
+    redis: aioredis.Redis
+    deployer: Deployer
+    deploys: DeployStore
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def build_deployer(
+    config: ProvisionerConfig,
+    *,
+    bin_dir: Path,
+    actor: str,
+    out: Callable[[str], None] = say,
+    playbooks_dir: Path = PLAYBOOKS_DIR,
+) -> DeployParts:
+    client = connect(config.redis_url)
+    keys = KeySpace(config.key_prefix)
+    deploys = DeployStore(client, keys, actor=actor)
+    deployer = Deployer(
+        configurer=Configurer(playbooks_dir, bin_dir, timeout_s=config.configure_timeout_s),
+        store=StateStore(client, keys, actor=actor),
+        registry=ServerRegistry(client, keys, actor=actor),
+        deploys=deploys,
+        notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
+        host_vars=host_vars_from(config),
+        settings=DeploySettings(
+            keep_releases=config.deploy_keep_releases,
+            lock_ttl_s=config.deploy_lock_ttl_s,
+            lock_wait_s=config.deploy_lock_wait_s,
+            drain_timeout_s=config.drain_timeout_s,
+            health_timeout_s=config.health_timeout_s,
+        ),
+        actor=actor,
+        say=out,
+    )
+    return DeployParts(client, deployer, deploys)
+
+
+def outcome(record: DeployRecord) -> int:
+    """Print how a deploy or rollback ended; the exit code."""
+    what = f"{record.action} of {record.sha[:8] or '?'} to {record.env}"
+    if record.result == "succeeded":
+        where = ", ".join(f"{h} on {r}" for h, r in sorted(record.releases.items()))
+        say(f"{what} succeeded in {record.seconds:.1f}s: {where}")
+        return 0
+    at = f" at {record.failed_host}, task {record.failed_task!r}" if record.failed_host else ""
+    print(f"error: {what} failed{at}: {record.error}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
+    return outcome(await parts.deployer.deploy(env, sha, repo))
+
+
+async def rollback(parts: DeployParts, env: PoolName) -> int:
+    return outcome(await parts.deployer.rollback(env))
+
+
+async def receive(parts: DeployParts, repo: Path, lines: Iterable[str]) -> int:
+    """The post-receive hook's work: each pushed ref deploys where it belongs, or nothing."""
+    updates = []
+    code = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            updates.append(parse_update(line))
+        except DeployInputError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            code = 1
+    for decision in decide(updates):
+        say(decision.why)
+        if decision.env is not None:
+            code = max(code, await deploy(parts, decision.env, decision.update.new, repo))
+    return code
+
+
+async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:
+    reports = await parts.deployer.releases(env)
+    history = await parts.deploys.history(env, 5)
+    if as_json:
+        data = {
+            "env": env,
+            "servers": reports,
+            "history": [{**r.fields(), "releases": dict(r.releases)} for r in history],
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    for host, report in sorted(reports.items()):
+        current = str(report.get("current", ""))
+        names = [str(n) for n in report.get("releases", []) or []]  # type: ignore[attr-defined]
+        back = previous(names, current)
+        say(f"{host}  current {current or '-'}" + (f"  (rollback goes to {back})" if back else ""))
+        for name in sorted(names, reverse=True):
+            say(f"  {'*' if name == current else ' '} {name}")
+    if history:
+        say("last deploys:")
+    for r in history:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at))
+        detail = f"at {r.failed_host} task {r.failed_task!r}" if r.failed_host else r.error[:80]
+        say(
+            f"  {when} UTC  {r.action:<8} {r.sha[:8] or '-':<8}  {r.result:<9}"
+            f" {r.seconds:5.1f}s  by {r.by}  {detail}"
+        )
+    return 0
+
+
+async def inventory(config: ProvisionerConfig, host: str | None) -> int:
+    """Ansible's dynamic inventory protocol: `--list`, or `--host NAME` (vars are in _meta)."""
+    client = connect(config.redis_url)
+    try:
+        keys = KeySpace(config.key_prefix)
+        records = await ServerRegistry(client, keys).all()
+        snapshot = await StateStore(client, keys).read_snapshot()
+    finally:
+        await client.aclose()
+    plans = [plan(env, records, snapshot.pool(env), host_vars_from(config)) for env in POOLS]
+    data: Mapping[str, object] = as_ansible(plans)
+    if host is not None:
+        meta = data["_meta"]
+        assert isinstance(meta, dict)
+        found = meta["hostvars"].get(host)
+        if found is None:
+            raise DeployError(f"no server named {host} in the pools (see `python -m provisioner list`)")
+        data = found
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0

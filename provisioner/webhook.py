@@ -1,0 +1,160 @@
+"""The push webhook: the code host's push event runs the same deploy as a `git push` here.
+
+Checked in this order, and anything that fails runs nothing: the sender's network
+(403), the body's size (413), the HMAC signature (401), the event (400 when
+malformed), the delivery id, remembered in Redis for `webhook_replay_ttl_s` (a replay
+gets 403). A push to main/master or staging answers 202 and deploys in the background
+(pushes to one environment wait for each other on the deploy lock); others answer 200
+and do nothing. Errors are `{"error": CODE, "message": TEXT}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+
+from aiohttp import web
+
+from provisioner import deploy_commands as commands
+from provisioner import gitrepo
+from provisioner.config import ProvisionerConfig
+from provisioner.errors import DeployInputError, ProvisionerError
+from provisioner.gitrefs import RefUpdate, decide, parse_sha
+from provisioner.signature import Network, networks, parse_push, sender_allowed, verify
+from state import DeployStore, InvalidValue, StateError
+from state.model import PoolName
+from state.tasks import stop_tasks
+
+log = logging.getLogger("provisioner.webhook")
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+EVENT_HEADER = "X-GitHub-Event"
+DELIVERY_HEADER = "X-GitHub-Delivery"
+StartDeploy = Callable[[PoolName, str], Coroutine[object, object, None]]
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+class PushWebhook:
+    def __init__(
+        self,
+        *,
+        secret: str,
+        allowed: tuple[Network, ...],
+        replay_ttl_s: float,
+        max_body_bytes: int,
+        deploys: DeployStore,
+        start_deploy: StartDeploy,
+    ) -> None:
+        self._secret = secret
+        self.allowed = allowed
+        self.replay_ttl_s = replay_ttl_s
+        self.max_body_bytes = max_body_bytes
+        self.deploys = deploys
+        self.start_deploy = start_deploy
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post("/push", self.push)
+        app.router.add_get("/health", self.health)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "deploys_running": len(self.tasks)})
+
+    async def push(self, request: web.Request) -> web.Response:
+        if not sender_allowed(request.remote, self.allowed):
+            log.warning("push webhook: refused sender %s (not in webhook_networks)", request.remote)
+            return _error(403, "forbidden", f"sender {request.remote} is not in an allowed network")
+        if (request.content_length or 0) > self.max_body_bytes:
+            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
+        if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
+            log.warning("push webhook: bad or missing signature from %s", request.remote)
+            return _error(401, "bad_signature", f"{SIGNATURE_HEADER} does not sign this body with our secret")
+        event = request.headers.get(EVENT_HEADER, "")
+        if event == "ping":
+            return web.json_response({"ok": "pong"})
+        if event != "push":
+            return web.json_response({"ignored": f"event {event or '(none)'!r}: only push deploys"})
+        try:
+            push = parse_push(body)
+            update = RefUpdate(parse_sha(push.before), parse_sha(push.after), push.ref)
+            delivery = request.headers.get(DELIVERY_HEADER, "")
+            if not delivery:
+                raise DeployInputError(f"no {DELIVERY_HEADER} header")
+            fresh = await self.deploys.remember_delivery(delivery, self.replay_ttl_s)
+        except (DeployInputError, InvalidValue) as exc:
+            return _error(400, "malformed", str(exc))
+        except StateError as exc:
+            return _error(503, "unavailable", str(exc))
+        if not fresh:
+            log.warning("push webhook: delivery %s replayed; nothing run", delivery)
+            return _error(403, "replayed", f"delivery {delivery} was received before")
+        (decision,) = decide([update])
+        log.info(
+            "push webhook: delivery %s %s %s: %s", delivery, push.repository, update.new[:8], decision.why
+        )
+        if decision.env is None:
+            return web.json_response({"deploying": None, "why": decision.why})
+        task = asyncio.create_task(self.start_deploy(decision.env, update.new), name=f"deploy-{delivery}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return web.json_response({"deploying": decision.env, "sha": update.new}, status=202)
+
+
+async def serve_webhook(config: ProvisionerConfig, *, bin_dir: Path, actor: str) -> int:
+    """Serve until SIGINT or SIGTERM; deploys under way are then stopped (they put their
+    server back in its pool on the way out)."""
+    if not config.deploy_repo:
+        raise ProvisionerError("the webhook needs deploy_repo: the clone pushes are fetched into")
+    repo = Path(config.deploy_repo)
+    parts = commands.build_deployer(
+        config, bin_dir=bin_dir, actor=actor, out=lambda line: log.info("%s", line)
+    )
+
+    async def start_deploy(env: PoolName, sha: str) -> None:
+        try:
+            if config.webhook_fetch:
+                await gitrepo.fetch(repo)
+            record = await parts.deployer.deploy(env, sha, repo)
+            log.info("deploy of %s to %s %s in %.1fs", sha[:8], env, record.result, record.seconds)
+        except (ProvisionerError, StateError) as exc:
+            log.error("deploy of %s to %s not run: %s", sha[:8], env, exc)
+
+    hook = PushWebhook(
+        secret=config.push_webhook_secret or "",
+        allowed=networks(config.webhook_networks),
+        replay_ttl_s=config.webhook_replay_ttl_s,
+        max_body_bytes=config.webhook_max_body_bytes,
+        deploys=parts.deploys,
+        start_deploy=start_deploy,
+    )
+    runner = web.AppRunner(hook.app(), access_log=None)
+    await runner.setup()
+    host, _, port = config.webhook_listen.rpartition(":")
+    try:
+        sock = socket.create_server((host.strip("[]"), int(port)))
+        await web.SockSite(runner, sock).start()
+        log.info("push webhook listening on http://%s/push", config.webhook_listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    except OSError as exc:
+        raise ProvisionerError(f"cannot listen on {config.webhook_listen}: {exc.strerror or exc}") from exc
+    finally:
+        await stop_tasks(list(hook.tasks), 120.0)
+        await runner.cleanup()
+        await parts.close()
+    return 0
