@@ -36,6 +36,7 @@ from state.deploys import DeployAction
 from state.model import PoolName, parse_pool
 
 ROLLBACK_PLAYBOOK = "rollback.yml"
+HEALTH_DELAY_S = 0.5
 _TASK = re.compile(r"at task (['\"])(.+?)\1")
 
 
@@ -172,6 +173,7 @@ class Deployer:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         live: dict[str, str] = {}
         for i, target in enumerate(p.targets):
+            clock = time.monotonic()
             try:
                 report = await self._behind_proxies(
                     env, target, {"switchyard_app_step": "activate", "switchyard_app_release": release}
@@ -180,20 +182,22 @@ class Deployer:
                 await finish(self._discard(env, p.targets[i + 1 :], release))
                 raise
             live[target.host] = str(report.get("current", ""))
-            self.say(f"{target.host}: live on {live[target.host]}")
+            self.say(f"{target.host}: live on {live[target.host]} ({time.monotonic() - clock:.1f}s)")
         self.say(f"deployed {sha[:8]} to {env}: {len(live)} server(s) on release {release}")
         return live
 
     async def _prepare(
         self, env: PoolName, targets: tuple[Target, ...], extravars: dict[str, object], release: str
     ) -> None:
+        clock = time.monotonic()
         results = await asyncio.gather(
             *(self._run(env, t, extravars) for t in targets), return_exceptions=True
         )
+        took = time.monotonic() - clock
         failed = [(t, r) for t, r in zip(targets, results, strict=True) if isinstance(r, BaseException)]
         for target, result in zip(targets, results, strict=True):
             if not isinstance(result, BaseException):
-                self.say(f"{target.host}: release {release} built and healthy on the side port")
+                self.say(f"{target.host}: release {release} built and healthy on the side port ({took:.1f}s)")
         if not failed:
             return
         built = [t for t, r in zip(targets, results, strict=True) if not isinstance(r, BaseException)]
@@ -273,7 +277,13 @@ class Deployer:
     async def _run(
         self, env: PoolName, target: Target, extravars: dict[str, object], playbook: str = ""
     ) -> Mapping[str, object]:
-        extra = {"switchyard_app_keep_releases": self.settings.keep_releases, **extravars}
+        extra = {
+            "switchyard_app_keep_releases": self.settings.keep_releases,
+            # The role polls every 0.5 s: as many tries as fit in the health deadline.
+            "switchyard_app_health_retries": max(1, int(self.settings.health_timeout_s / HEALTH_DELAY_S)),
+            "switchyard_app_health_delay_s": HEALTH_DELAY_S,
+            **extravars,
+        }
         result = await self.configurer.run(
             playbook or PLAYBOOKS[env], target.host, target.host_vars, extra, group=env
         )
