@@ -1,0 +1,199 @@
+"""The push webhook: `python -m provisioner webhook` as a process. A correctly signed push
+event deploys; a bad signature, a replay, a malformed body, another branch deploy
+nothing. A sender outside the allowed networks is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from provisioner.signature import networks, signature
+from provisioner.webhook import PushWebhook
+from state import DeployStore, KeySpace, connect
+from state.model import PoolName
+from tests.conftest import ROOT, free_port, wait_until
+from tests.deploy.conftest import AppRepo, current, deploy_env, servers
+from tests.provisioner.conftest import PartsFactory
+
+SECRET = secrets.token_hex(8)
+
+
+def event(ref: str, before: str, after: str) -> bytes:
+    return json.dumps(
+        {"ref": ref, "before": before, "after": after, "repository": {"full_name": "t/app"}}
+    ).encode()
+
+
+def headers(body: bytes, secret: str, delivery: str, kind: str = "push") -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": kind,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature(secret, body),
+    }
+
+
+async def post(url: str, body: bytes, head: dict[str, str]) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=head) as response:
+        return response.status, await response.json()
+
+
+@pytest.fixture
+async def deploys(redis_url: str) -> AsyncIterator[DeployStore]:
+    client = connect(redis_url)
+    yield DeployStore(client, KeySpace())
+    await client.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_a_signed_push_deploys_and_nothing_else_does(
+    app_repo: AppRepo, make_parts: PartsFactory, deploys: DeployStore, redis_url: str, tmp_path: Path
+) -> None:
+    parts = await make_parts()
+    (server,) = await servers(parts, "production")
+    before = current(server)
+    old = app_repo.commit("before")
+    sha = app_repo.commit("pushed to the code host")
+    assert app_repo.push("main").returncode == 0
+
+    secret = "whsec-" + secrets.token_hex(16)
+    port = free_port()
+    env = deploy_env(
+        redis_url,
+        tmp_path,
+        PROVISIONER_PUSH_WEBHOOK_SECRET=secret,
+        PROVISIONER_DEPLOY_REPO=str(app_repo.bare),
+    )
+    log = (tmp_path / "webhook.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "webhook", "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/push"
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "webhook.log").read_text()
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, 20, "the webhook to listen")
+        good = event("refs/heads/main", old, sha)
+        delivery = str(uuid.uuid4())
+
+        # Refused, and nothing runs: no signature, a wrong one, one over another body.
+        for head in (
+            {**headers(good, secret, delivery), "X-Hub-Signature-256": ""},
+            headers(good, "not the secret", delivery),
+            headers(good + b" ", secret, delivery),
+        ):
+            assert (await post(url, good, head))[0] == 401
+        status, answer = await post(url, good, headers(good, "wrong", delivery))
+        assert status == 401 and answer["error"] == "bad_signature"
+        # Signed but malformed: not JSON, no ref, a short sha, no delivery id.
+        for body in (
+            b"{",
+            json.dumps({"before": old, "after": sha}).encode(),
+            event("refs/heads/main", old, sha[:7]),
+        ):
+            status, answer = await post(url, body, headers(body, secret, str(uuid.uuid4())))
+            assert status == 400 and answer["error"] == "malformed", answer
+        status, _ = await post(url, good, {**headers(good, secret, delivery), "X-GitHub-Delivery": ""})
+        assert status == 400
+        # Signed and well-formed, but nothing to deploy.
+        feature = event("refs/heads/feature", old, sha)
+        status, answer = await post(url, feature, headers(feature, secret, str(uuid.uuid4())))
+        assert status == 200 and answer["deploying"] is None
+        status, answer = await post(url, good, headers(good, secret, str(uuid.uuid4()), kind="ping"))
+        assert (status, answer) == (200, {"ok": "pong"})
+
+        # The real thing: 202 at once, the deploy in the background.
+        status, answer = await post(url, good, headers(good, secret, delivery))
+        assert (status, answer) == (202, {"deploying": "production", "sha": sha})
+        # The same delivery again is a replay: refused, not run twice.
+        status, answer = await post(url, good, headers(good, secret, delivery))
+        assert status == 403 and answer["error"] == "replayed"
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while not await deploys.history("production"):
+            assert loop.time() < deadline, (
+                "the deploy was not recorded: " + (tmp_path / "webhook.log").read_text()
+            )
+            await asyncio.sleep(0.1)
+        (record,) = await deploys.history("production")
+        assert record.result == "succeeded" and record.sha == sha, record.error
+        assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log.close()
+    output = (tmp_path / "webhook.log").read_text()
+    assert code == 0, output
+    assert secret not in output
+    assert f"delivery {delivery} replayed" in output
+
+
+async def serve(hook: PushWebhook) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(hook.app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/push"
+
+
+async def test_senders_outside_the_networks_and_big_bodies_are_refused(deploys: DeployStore) -> None:
+    started: list[str] = []
+
+    async def start(env: PoolName, sha: str) -> None:
+        started.append(sha)
+
+    def hook(allowed: list[str]) -> PushWebhook:
+        return PushWebhook(
+            secret=SECRET,
+            allowed=networks(allowed),
+            replay_ttl_s=60,
+            max_body_bytes=1024,
+            deploys=deploys,
+            start_deploy=start,
+        )
+
+    body = event("refs/heads/main", "a" * 40, "b" * 40)
+    big = b"x" * 2048
+    runner, url = await serve(hook(["10.0.0.0/8"]))
+    try:
+        status, answer = await post(url, body, headers(body, SECRET, "d-1"))
+        assert status == 403 and answer["error"] == "forbidden" and "127.0.0.1" in str(answer["message"])
+    finally:
+        await runner.cleanup()
+    runner, url = await serve(hook(["127.0.0.0/8"]))
+    try:
+        status, answer = await post(url, big, headers(big, SECRET, "d-2"))
+        assert status == 413 and answer["error"] == "too_large"
+        status, answer = await post(url, body, headers(body, "not s", "d-3"))
+        assert status == 401
+    finally:
+        await runner.cleanup()
+    assert started == []
+    # Refused requests were not remembered: the ids are still fresh.
+    for delivery in ("d-1", "d-2", "d-3"):
+        assert await deploys.remember_delivery(delivery, 60)
