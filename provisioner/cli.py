@@ -110,6 +110,9 @@ def _config(args: argparse.Namespace) -> ProvisionerConfig:
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) or k in _ENV_NAMES}
     for name in SECRETS.values():
         os.environ.pop(name, None)
+    # The URL may hold Redis's password: Ansible's runs (whose artifacts record their whole
+    # environment) and the apps they start get neither; the commands pass what they need.
+    os.environ.pop("REDIS_URL", None)
     flags: dict[str, Any] = {"redis_url": args.redis_url, "key_prefix": args.key_prefix}
     if getattr(args, "provider", None):
         flags["provider"] = args.provider

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from provisioner.local import app_pid
 from provisioner.signature import networks, signature
 from provisioner.webhook import PushWebhook
 from state import DeployStore, KeySpace, connect
@@ -71,9 +72,13 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
 
     secret = "whsec-" + secrets.token_hex(16)
     port = free_port()
+    # A marker in the Redis URL stands for a password in it: neither it nor the secret
+    # may reach the apps the deploy starts (nor Ansible's environment, which they inherit).
+    marker = "sy-" + secrets.token_hex(6)
     env = deploy_env(
         redis_url,
         tmp_path,
+        REDIS_URL=f"{redis_url}?client_name={marker}",
         PROVISIONER_PUSH_WEBHOOK_SECRET=secret,
         PROVISIONER_DEPLOY_REPO=str(app_repo.bare),
     )
@@ -143,6 +148,10 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         (record,) = await deploys.history("production")
         assert record.result == "succeeded" and record.sha == sha, record.error
         assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"
+        pid = app_pid(Path(server.ref))
+        assert pid is not None
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert marker.encode() not in environ and secret.encode() not in environ
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
