@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
+from state.model import PoolName
 from tests.conftest import ROOT
 from tests.deploy.conftest import GIT_ID, AppRepo, deploy_env, git, provisioner_cli
 from tests.provisioner.conftest import BIN_DIR
@@ -111,13 +112,17 @@ async def test_the_inventory_lists_the_pools_servers_for_ansible(redis_url: str,
     now = time.time()
     try:
         keys = KeySpace()
-        for sid, pool, port in (("sy-prod-aaaa", "production", 9101), ("sy-stag-bbbb", "staging", 9102)):
+        made: tuple[tuple[str, PoolName, int], ...] = (
+            ("sy-prod-aaaa", "production", 9101),
+            ("sy-stag-bbbb", "staging", 9102),
+        )
+        for sid, pool, port in made:
             url = f"http://127.0.0.1:{port}"
             record = ServerRecord(
                 sid, pool, "local", "active", now, now, "t", ref=str(tmp_path / sid), url=url
-            )  # type: ignore[arg-type]
+            )
             await ServerRegistry(client, keys).put(record)
-            await StateStore(client, keys).add_backend(pool, url)  # type: ignore[arg-type]
+            await StateStore(client, keys).add_backend(pool, url)
     finally:
         await client.aclose()
     env = deploy_env(redis_url, tmp_path, ANSIBLE_HOME=str(tmp_path / "ansible"))
