@@ -79,6 +79,18 @@ def worker_command(python: str, redis: RedisArgs) -> list[str]:
     ]  # fmt: skip
 
 
+def deploy_repo_commands(root: str, repo: str, redis: RedisArgs, *, with_url: bool) -> list[list[str]]:
+    """Make the bare repository a `git push` deploys from, with hooks/post-receive installed.
+    `with_url`: write the Redis URL into its git config (not for $REDIS_URL: it may hold a
+    password; the hook then reads REDIS_URL from the pusher's environment)."""
+    install = [f"{root}/hooks/install"]
+    if with_url:
+        install += ["--redis-url", redis.url]
+    if redis.key_prefix != DEFAULT_KEY_PREFIX:
+        install += ["--key-prefix", redis.key_prefix]
+    return [["git", "init", "-q", "--bare", "--initial-branch=main", repo], [*install, repo]]
+
+
 def parse_address(value: str) -> tuple[str, int]:
     """host:port, as --listen and --admin-listen take it; ValueError names the accepted form."""
     host, sep, port = value.rpartition(":")
@@ -107,6 +119,7 @@ def hints(
     backends: Sequence[tuple[str, str, str]],
     proxy: tuple[str, str] | None,
     export: bool,
+    deploy_repo: str | None = None,
 ) -> str:
     """The "what to try" block. `backends` is (pool, version, url); `proxy` is (listen, admin_listen)."""
     r = redis.shell()
@@ -139,6 +152,17 @@ def hints(
             f"  {python} -m provisioner list {r}   # servers the worker made (CPU > 50% asks for one)",
             f"  curl {admin}/status",
             f"  curl {admin}/metrics",
+        ]
+    if deploy_repo is not None and proxy is not None:
+        lines += [
+            "",
+            "Push to deploy (to servers the provisioner manages; the v1 and v2 above stay as they are):",
+            f"  {python} -m provisioner up --pool production --provider local {r}   # a server to deploy to",
+            f"  git remote add local {deploy_repo}",
+            "  git push local HEAD:main        # deploys this commit to production (remote: lines)",
+            f"  curl -s {reachable(proxy[0])}/version   # the server answers v1-<short sha>",
+            f"  {python} -m provisioner releases --env production {r}",
+            f"  {python} -m provisioner rollback --env production {r}",
         ]
     lines += ["", "Ctrl-C stops everything this run started."]
     return "\n".join(lines)

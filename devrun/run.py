@@ -9,6 +9,7 @@ ones an operator makes.
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from devrun.commands import (
     RedisArgs,
     app_command,
     client_host,
+    deploy_repo_commands,
     hints,
     monitor_command,
     parse_address,
@@ -139,6 +141,7 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
         _proxy_cli(options, state, "add", pool, url)
         console.say(f"registered {version} as a {pool} backend: {url}")
 
+    deploy_repo: str | None = None
     if options.proxy:
         if stop.requested:
             raise Stopped
@@ -156,6 +159,7 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
         # The monitor has no port to wait for: supervision notices if it exits.
         state.monitor = Child.start("monitor", monitor_command(options.python, state.redis), console)
         state.worker = Child.start("worker", worker_command(options.python, state.redis), console)
+        deploy_repo = _deploy_repo(state, with_url=choice.kind is not StoreKind.ENV)
 
     console.say(
         hints(
@@ -165,8 +169,35 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
             backends=backends,
             proxy=(options.listen, options.admin_listen) if options.proxy else None,
             export=choice.kind is not StoreKind.ENV,
+            deploy_repo=deploy_repo,
         )
     )
+
+
+def _deploy_repo(state: _Run, *, with_url: bool) -> str | None:
+    """The bare repository `git push local HEAD:main` deploys from; None if git is missing."""
+    assert state.redis is not None
+    repo = str(Path(tempfile.gettempdir()) / "switchyard-deploy.git")
+    for argv in deploy_repo_commands(str(ROOT), repo, state.redis, with_url=with_url):
+        try:
+            # argv is git or our own script with fixed arguments, never a shell string.
+            done = subprocess.run(  # noqa: S603
+                argv,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            state.console.error(f"warning: push-to-deploy not set up: {exc}")
+            return None
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            state.console.error(f"warning: push-to-deploy not set up: {detail[-1] if detail else argv[0]}")
+            return None
+    return repo
 
 
 def _supervise(state: _Run, stop: StopSignal) -> int:
