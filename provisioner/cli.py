@@ -33,7 +33,6 @@ from provisioner.errors import ConfigError, DeployInputError, NotManaged, Provis
 from provisioner.gitrefs import parse_sha
 from provisioner.webhook import serve_webhook
 from state import (
-    POOLS,
     InvalidValue,
     KeySpace,
     ServerRecord,
@@ -75,35 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("server", metavar="URL|ID", help="its backend URL or its id (see list)")
     listing = sub.add_parser("list", parents=[common], help="the servers the provisioner manages")
     listing.add_argument("--json", action="store_true")
-    _deploy_parsers(sub, common)
+    commands.add_parsers(sub, common)
     return parser
-
-
-def _deploy_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    envs = {"choices": POOLS, "required": True, "help": "production or staging"}
-    deploy = sub.add_parser("deploy", parents=[common], help="deploy a commit to an environment's servers")
-    deploy.add_argument("--env", **envs)
-    deploy.add_argument("--sha", required=True, help="the commit's full id")
-    deploy.add_argument("--repo", type=Path, help="git repository holding it (default: deploy_repo)")
-    back = sub.add_parser(
-        "rollback", parents=[common], help="switch an environment back to its previous release"
-    )
-    back.add_argument("--env", **envs)
-    releases = sub.add_parser(
-        "releases", parents=[common], help="each server's releases and the last deploys"
-    )
-    releases.add_argument("--env", **envs)
-    releases.add_argument("--json", action="store_true")
-    receive = sub.add_parser(
-        "receive", parents=[common], help="hooks/post-receive: '<old> <new> <ref>' lines on stdin"
-    )
-    receive.add_argument("--repo", type=Path, required=True, help="the repository pushed to")
-    webhook = sub.add_parser("webhook", parents=[common], help="serve the code host's push webhook")
-    webhook.add_argument("--listen", help="host:port (default: 127.0.0.1:8090)")
-    inventory = sub.add_parser("inventory", parents=[common], help="Ansible dynamic inventory of the pools")
-    which = inventory.add_mutually_exclusive_group(required=True)
-    which.add_argument("--list", action="store_true")
-    which.add_argument("--host")
 
 
 def _config(args: argparse.Namespace) -> ProvisionerConfig:

@@ -23,7 +23,7 @@ from pathlib import Path
 from provisioner.configure import Configurer
 from provisioner.deploylock import locked
 from provisioner.drain import drain
-from provisioner.errors import ConfigureError, DeployError, HealthError
+from provisioner.errors import ConfigureError, DeployError, HealthError, HostFailed
 from provisioner.gitrefs import parse_sha
 from provisioner.gitrepo import archive, resolve_commit
 from provisioner.health import wait_healthy
@@ -38,15 +38,6 @@ from state.model import PoolName, parse_pool
 ROLLBACK_PLAYBOOK = "rollback.yml"
 HEALTH_DELAY_S = 0.5
 _TASK = re.compile(r"at task (['\"])(.+?)\1")
-
-
-class HostFailed(DeployError):
-    """One server's step failed; `task` is the Ansible task (or our own step) that did."""
-
-    def __init__(self, host: str, task: str, message: str) -> None:
-        super().__init__(f"{host}: {message}")
-        self.host = host
-        self.task = task
 
 
 def failed_task(error: ConfigureError) -> str:

@@ -6,12 +6,14 @@ git shows a hook's output as "remote: ...") and returns the exit code.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -26,6 +28,34 @@ from provisioner.notify import Notifier
 from provisioner.releases import previous
 from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
 from state.model import PoolName
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The deploy commands' arguments, for cli.py's parser."""
+    envs = {"choices": POOLS, "required": True, "help": "production or staging"}
+    deploy = sub.add_parser("deploy", parents=[common], help="deploy a commit to an environment's servers")
+    deploy.add_argument("--env", **envs)
+    deploy.add_argument("--sha", required=True, help="the commit's full id")
+    deploy.add_argument("--repo", type=Path, help="git repository holding it (default: deploy_repo)")
+    back = sub.add_parser(
+        "rollback", parents=[common], help="switch an environment back to its previous release"
+    )
+    back.add_argument("--env", **envs)
+    releases = sub.add_parser(
+        "releases", parents=[common], help="each server's releases and the last deploys"
+    )
+    releases.add_argument("--env", **envs)
+    releases.add_argument("--json", action="store_true")
+    receive = sub.add_parser(
+        "receive", parents=[common], help="hooks/post-receive: '<old> <new> <ref>' lines on stdin"
+    )
+    receive.add_argument("--repo", type=Path, required=True, help="the repository pushed to")
+    webhook = sub.add_parser("webhook", parents=[common], help="serve the code host's push webhook")
+    webhook.add_argument("--listen", help="host:port (default: 127.0.0.1:8090)")
+    inventory = sub.add_parser("inventory", parents=[common], help="Ansible dynamic inventory of the pools")
+    which = inventory.add_mutually_exclusive_group(required=True)
+    which.add_argument("--list", action="store_true")
+    which.add_argument("--host")
 
 
 def say(line: str) -> None:
@@ -125,7 +155,8 @@ async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:
         return 0
     for host, report in sorted(reports.items()):
         current = str(report.get("current", ""))
-        names = [str(n) for n in report.get("releases", []) or []]  # type: ignore[attr-defined]
+        listed = report.get("releases")
+        names = [str(n) for n in listed] if isinstance(listed, list) else []
         back = previous(names, current)
         say(f"{host}  current {current or '-'}" + (f"  (rollback goes to {back})" if back else ""))
         for name in sorted(names, reverse=True):

@@ -48,3 +48,12 @@ class DeployInputError(ProvisionerError, ValueError):
 
 class DeployError(ProvisionerError):
     """A deploy or rollback did not complete; the message names the server and the task."""
+
+
+class HostFailed(DeployError):
+    """One server's step failed; `task` is the Ansible task (or our own step) that did."""
+
+    def __init__(self, host: str, task: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.task = task

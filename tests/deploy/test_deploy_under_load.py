@@ -65,12 +65,14 @@ async def test_a_deploy_under_load_fails_no_request(
     assert result.ok >= 400, result.summary()
     print(f"deploy under load: {took:.1f}s, {result.summary()}")
 
-    # One at a time: b was drained only after a was back.
+    # One at a time (in the order of their ids): the second was drained only after the
+    # first was back.
+    first, second = sorted((a.id, b.id))
     assert [line.split(":")[0] for line in said if "drained from" in line or "back in" in line] == [
-        a.id,
-        a.id,
-        b.id,
-        b.id,
+        first,
+        first,
+        second,
+        second,
     ]
     for server in (a, b):
         assert current(server).name.endswith("-" + sha[:8])
