@@ -157,6 +157,7 @@ def test_pre_commit_refuses_lint_and_failing_tests(tmp_path: Path) -> None:
     assert installed.returncode == 0 and "installed pre-commit" in installed.stdout, installed.stderr
     git(work, "config", "switchyard.fastTests", "test_fast.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["SWITCHYARD_BIN"] = str(BIN_DIR)  # the ruff and pytest of this test run
 
     def commit(files: dict[str, str]) -> subprocess.CompletedProcess[str]:
         for name, text in files.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def hook_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     wrapper = tmp_path / "python"
     wrapper.write_text(
         f"#!/bin/sh\n{{ echo run; env | grep '^GIT_' || true; }} >> {tmp_path / 'hook-env.log'}\n"
-        f'exec {ROOT / ".venv" / "bin" / "python"} "$@"\n'
+        f'exec {sys.executable} "$@"\n'
     )
     wrapper.chmod(0o755)
     env = deploy_env(
