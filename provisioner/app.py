@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
+from provisioner.commits import CommitSource
 from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import Configurer
 from provisioner.local import LocalProvider
@@ -16,7 +17,7 @@ from provisioner.policy import PolicyConfig
 from provisioner.provider import Provider
 from provisioner.provision import Deadlines, Provisioner
 from provisioner.worker import Worker, WorkerSettings
-from state import HostStore, KeySpace, ScaleQueue, ServerRegistry, StateStore, connect
+from state import DeployStore, HostStore, KeySpace, ScaleQueue, ServerRegistry, StateStore, connect
 
 if TYPE_CHECKING:
     from provisioner.droplets import DropletSettings
@@ -108,6 +109,9 @@ def build(
             drain_s=config.drain_timeout_s,
         ),
         extravars=extravars,
+        commits=CommitSource(DeployStore(client, keys, actor=actor), Path(config.deploy_repo))
+        if config.deploy_repo
+        else None,
     )
     worker = Worker(
         provisioner=provisioner,

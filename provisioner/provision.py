@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from provisioner.commits import CommitSource
 from provisioner.configure import Configurer
 from provisioner.drain import DrainResult, drain
 from provisioner.errors import StepFailed
@@ -79,6 +80,7 @@ class Provisioner:
         deadlines: Deadlines,
         extravars: Mapping[str, object] | None = None,
         health_path: str = "/health",
+        commits: CommitSource | None = None,
     ) -> None:
         self.provider = provider
         self.configurer = configurer
@@ -90,6 +92,8 @@ class Provisioner:
         self.deadlines = deadlines
         self.extravars = dict(extravars or {})
         self.health_path = health_path
+        # With deploy_repo: new servers get their pool's deployed commit.
+        self.commits = commits
 
     def new_id(self, pool: PoolName) -> str:
         return f"{self.name_prefix}-{pool[:4]}-{uuid.uuid4().hex[:8]}"
@@ -163,18 +167,26 @@ class Provisioner:
         run.machine = machine
         await self._save(run, address=machine.address, url=p.backend_url(machine))
         await self._step(run, "reachable", lambda: p.wait_reachable(machine, d.reachable_s))
-        await self._step(
-            run,
-            "configure",
-            lambda: self.configurer.run(
-                PLAYBOOKS[pool], name, p.host_vars(machine), self.extravars, group=pool
-            ),
-        )
+        await self._step(run, "configure", lambda: self._configure(pool, name, machine))
         url = run.record.url
         await self._step(run, "health", lambda: self._health(url))
         await self._step(run, "register", lambda: self.store.add_backend(pool, url))
         run.record = run.record.evolve(state="active", step="", timings=dict(run.timings))
         await self.registry.put(run.record)
+
+    async def _configure(self, pool: PoolName, name: str, machine: Machine) -> object:
+        if self.commits is None:
+            return await self.configurer.run(
+                PLAYBOOKS[pool], name, self.provider.host_vars(machine), self.extravars, group=pool
+            )
+        async with self.commits.extravars(pool) as commit:
+            return await self.configurer.run(
+                PLAYBOOKS[pool],
+                name,
+                self.provider.host_vars(machine),
+                {**commit, **self.extravars},
+                group=pool,
+            )
 
     async def _health(self, url: str) -> float:
         return await wait_healthy(url, path=self.health_path, timeout_s=self.deadlines.health_s)

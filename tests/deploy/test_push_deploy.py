@@ -164,6 +164,13 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
     finally:
         await client.aclose()
 
+    # A server the autoscaler adds now starts on the commit production runs (the one
+    # rolled back to), not on the provisioner's own copy of the app.
+    scaled = await make_parts(deploy_repo=str(app_repo.bare))
+    (added,) = await servers(scaled, "production")
+    assert (current(added) / "REVISION").read_text() == first + "\n"
+    assert await health(added.url) == {"status": "ok", "version": f"v1-{first[:8]}"}
+
     # Git's variables never reached the deploy.
     log = (tmp_path / "hook-env.log").read_text().splitlines()
     assert log.count("run") == 6 and all(line == "run" for line in log), log
