@@ -65,18 +65,18 @@ async def test_a_second_deploy_waits_for_the_first_and_gives_up_at_its_deadline(
 
     said: list[str] = []
     one = asyncio.create_task(
-        locked(deploys, "production", "a", first, ttl_s=0.3, wait_s=10, say=said.append)
+        locked(deploys, "production", "a", first, ttl_s=0.6, wait_s=10, say=said.append)
     )
     await first_in.wait()
     with pytest.raises(DeployError, match="held the lock for over 0s"):
-        await locked(deploys, "production", "c", second, ttl_s=0.3, wait_s=0.05, say=said.append)
+        await locked(deploys, "production", "c", second, ttl_s=0.6, wait_s=0.05, say=said.append)
     two = asyncio.create_task(
-        locked(deploys, "production", "b", second, ttl_s=0.3, wait_s=10, say=said.append)
+        locked(deploys, "production", "b", second, ttl_s=0.6, wait_s=10, say=said.append)
     )
-    # For three times the lock's TTL, the first keeps it (its keeper refreshes it) and the
+    # For twice the lock's TTL, the first keeps it (its keeper refreshes it) and the
     # second waits.
     loop = asyncio.get_running_loop()
-    until = loop.time() + 0.9
+    until = loop.time() + 1.2
     while loop.time() < until:
         assert order == ["first start"]
         assert (await deploys.lock_holder("production") or "").startswith("a:")
