@@ -102,6 +102,18 @@ def test_the_proxy_playbook_renders_the_services_and_keeps_the_password_secret(
     assert sorted(files_containing(tmp_path, secret)) == sorted([env_file, secret_file])
     assert secret not in output(done)
 
+    # An app server of the staging pool gets the monitor with the staging role.
+    done = run(
+        "monitor.yml",
+        "staging",
+        tmp_path / "app",
+        switchyard_app_pool="staging",
+        switchyard_redis_password_file=str(secret_file),
+    )
+    assert done.status == "successful", output(done)
+    monitor = (tmp_path / "app/root/etc/systemd/system/switchyard-monitor.service").read_text()
+    assert "-m monitor run --role staging --name h1\n" in monitor
+
 
 @pytest.mark.slow
 def test_the_redis_playbook_binds_the_private_address_with_the_password(
@@ -159,6 +171,7 @@ def test_the_site_playbooks_and_roles_exist() -> None:
         "staging.yml",
         "redis.yml",
         "rollback.yml",
+        "monitor.yml",
     }
     assert {p.name for p in (PLAYBOOKS_DIR / "roles").iterdir()} >= {
         "common",
