@@ -19,9 +19,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from state.errors import InvalidValue
-from state.keys import KeySpace
 from state.model import PoolName, parse_pool
-from state.store import audit, guarded
+from state.store import Accessor, audit, guarded
 
 HISTORY_MAXLEN = 500
 DeployAction = Literal["deploy", "rollback"]
@@ -95,14 +94,7 @@ class DeployRecord:
             raise InvalidValue(f"unreadable deploy record {entry_id}: {exc}") from exc
 
 
-class DeployStore:
-    def __init__(
-        self, client: aioredis.Redis, keys: KeySpace | None = None, *, actor: str = "unknown"
-    ) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
-        self.actor = actor
-
+class DeployStore(Accessor):
     async def acquire_lock(self, env: PoolName, holder: str, ttl_s: float) -> bool:
         """Take the environment's deploy lock unless someone holds it; it expires after `ttl_s`."""
         key = self.keys.deploy_lock(parse_pool(env))

@@ -12,13 +12,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError, WatchError
 
 from state.errors import InvalidValue
-from state.keys import KeySpace
 from state.model import PoolName, parse_pool
-from state.store import audit, guarded
+from state.store import Accessor, audit, guarded
 
 GROUP = "provisioners"
 STREAM_MAXLEN = 1_000
@@ -34,14 +32,7 @@ class ScaleRequest:
     at: float
 
 
-class ScaleQueue:
-    def __init__(
-        self, client: aioredis.Redis, keys: KeySpace | None = None, *, actor: str = "unknown"
-    ) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
-        self.actor = actor
-
+class ScaleQueue(Accessor):
     async def request(self, pool: PoolName, reason: str, *, pending_ttl_s: int = 900) -> ScaleRequest | None:
         """Ask for one more server in `pool`; None when a request is already open."""
         pool = parse_pool(pool)

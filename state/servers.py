@@ -20,9 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from state.errors import InvalidValue
-from state.keys import KeySpace
 from state.model import PoolName, parse_pool
-from state.store import audit, guarded
+from state.store import Accessor, audit, guarded
 
 ServerState = Literal["provisioning", "active", "draining", "destroying", "cleanup_failed"]
 SERVER_STATES: tuple[ServerState, ...] = (
@@ -128,14 +127,7 @@ class ScaleMarks:
     down: float | None = None
 
 
-class ServerRegistry:
-    def __init__(
-        self, client: aioredis.Redis, keys: KeySpace | None = None, *, actor: str = "unknown"
-    ) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
-        self.actor = actor
-
+class ServerRegistry(Accessor):
     async def put(self, record: ServerRecord) -> None:
         """Create or replace a record; a change of state is audited."""
         key = self.keys.servers

@@ -119,7 +119,10 @@ def _loads(raw: str | None) -> object:
         return raw
 
 
-class StateStore:
+class Accessor:
+    """What every typed accessor of the schema holds: the client, the key names
+    and who its writes are recorded as (in the audit log and alert ownership)."""
+
     def __init__(
         self, client: aioredis.Redis, keys: KeySpace | None = None, *, actor: str = "unknown"
     ) -> None:
@@ -127,6 +130,8 @@ class StateStore:
         self.keys = keys or KeySpace()
         self.actor = actor
 
+
+class StateStore(Accessor):
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         return await guarded(op)
 
