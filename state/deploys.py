@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-import redis.asyncio as aioredis
-from redis.exceptions import WatchError
-
 from state.errors import InvalidValue
+from state.locks import ExpiringLock
 from state.model import PoolName, parse_pool
 from state.store import Accessor, audit, guarded
 
@@ -95,45 +93,23 @@ class DeployRecord:
 
 
 class DeployStore(Accessor):
+    def lock(self, env: PoolName) -> ExpiringLock:
+        """The environment's deploy lock: one deploy or rollback at a time."""
+        return ExpiringLock(self.redis, self.keys.deploy_lock(parse_pool(env)))
+
     async def acquire_lock(self, env: PoolName, holder: str, ttl_s: float) -> bool:
         """Take the environment's deploy lock unless someone holds it; it expires after `ttl_s`."""
-        key = self.keys.deploy_lock(parse_pool(env))
-        ms = max(1, int(ttl_s * 1000))
-        return bool(await guarded(lambda: self.redis.set(key, holder, nx=True, px=ms)))
+        return await self.lock(env).acquire(holder, ttl_s)
 
     async def refresh_lock(self, env: PoolName, holder: str, ttl_s: float) -> bool:
         """Extend the lock if `holder` still has it; False means it was lost."""
-        ms = max(1, int(ttl_s * 1000))
-        return await self._if_holder(env, holder, lambda p, key: p.pexpire(key, ms))
+        return await self.lock(env).refresh(holder, ttl_s)
 
     async def release_lock(self, env: PoolName, holder: str) -> bool:
-        return await self._if_holder(env, holder, lambda p, key: p.delete(key))
+        return await self.lock(env).release(holder)
 
     async def lock_holder(self, env: PoolName) -> str | None:
-        raw = await guarded(lambda: self.redis.get(self.keys.deploy_lock(parse_pool(env))))
-        return None if raw is None else str(raw)
-
-    async def _if_holder(
-        self, env: PoolName, holder: str, queue: Callable[[aioredis.client.Pipeline, str], object]
-    ) -> bool:
-        key = self.keys.deploy_lock(parse_pool(env))
-
-        async def run() -> bool:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        if await pipe.get(key) != holder:
-                            await pipe.reset()
-                            return False
-                        pipe.multi()
-                        queue(pipe, key)
-                        await pipe.execute()
-                        return True
-                    except WatchError:
-                        continue
-
-        return await guarded(run)
+        return await self.lock(env).holder()
 
     async def record(self, entry: DeployRecord) -> str:
         """Append a finished deploy or rollback to the history and the audit log, in one

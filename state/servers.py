@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from state.errors import InvalidValue
+from state.locks import ExpiringLock
 from state.model import PoolName, parse_pool
 from state.store import Accessor, audit, guarded
 
@@ -196,42 +196,24 @@ class ServerRegistry(Accessor):
                 continue
         return sorted(found, key=lambda r: (r.created_at, r.id))
 
+    @property
+    def lock(self) -> ExpiringLock:
+        """The provisioning lock: one operation at a time across all workers."""
+        return ExpiringLock(self.redis, self.keys.provision_lock)
+
     async def acquire_lock(self, holder: str, ttl_s: float) -> bool:
         """Take the provisioning lock unless someone holds it; it expires after `ttl_s`."""
-        ms = max(1, int(ttl_s * 1000))
-        got = await guarded(lambda: self.redis.set(self.keys.provision_lock, holder, nx=True, px=ms))
-        return bool(got)
+        return await self.lock.acquire(holder, ttl_s)
 
     async def refresh_lock(self, holder: str, ttl_s: float) -> bool:
         """Extend the lock if `holder` still has it; False means it was lost."""
-        return await self._if_holder(holder, lambda p: p.pexpire(self.keys.provision_lock, int(ttl_s * 1000)))
+        return await self.lock.refresh(holder, ttl_s)
 
     async def release_lock(self, holder: str) -> bool:
-        return await self._if_holder(holder, lambda p: p.delete(self.keys.provision_lock))
+        return await self.lock.release(holder)
 
     async def lock_holder(self) -> str | None:
-        raw = await guarded(lambda: self.redis.get(self.keys.provision_lock))
-        return None if raw is None else str(raw)
-
-    async def _if_holder(self, holder: str, queue: Callable[[aioredis.client.Pipeline], object]) -> bool:
-        key = self.keys.provision_lock
-
-        async def run() -> bool:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        if await pipe.get(key) != holder:
-                            await pipe.reset()
-                            return False
-                        pipe.multi()
-                        queue(pipe)
-                        await pipe.execute()
-                        return True
-                    except WatchError:
-                        continue
-
-        return await guarded(run)
+        return await self.lock.holder()
 
     async def mark_scaled(self, pool: PoolName, direction: Direction, at: float | None = None) -> None:
         when = time.time() if at is None else at
