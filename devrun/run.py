@@ -180,24 +180,36 @@ def _deploy_repo(state: _Run, *, with_url: bool) -> str | None:
     repo = str(Path(tempfile.gettempdir()) / "switchyard-deploy.git")
     for argv in deploy_repo_commands(str(ROOT), repo, state.redis, with_url=with_url):
         try:
-            # argv is git or our own script with fixed arguments, never a shell string.
-            done = subprocess.run(  # noqa: S603
-                argv,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=CLI_TIMEOUT_S,
-                check=False,
-            )
+            done = _run_command(argv)
         except (OSError, subprocess.TimeoutExpired) as exc:
             state.console.error(f"warning: push-to-deploy not set up: {exc}")
             return None
         if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip().splitlines()
-            state.console.error(f"warning: push-to-deploy not set up: {detail[-1] if detail else argv[0]}")
+            state.console.error(f"warning: push-to-deploy not set up: {_last_line(done) or argv[0]}")
             return None
     return repo
+
+
+def _run_command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """A short command of ours (a CLI write, git): output captured, with a deadline."""
+    # argv is this interpreter or git with fixed arguments, never a shell string.
+    return subprocess.run(  # noqa: S603
+        argv,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+        # Not in devrun's process group: a Ctrl-C lets the write finish, so the
+        # record of what was registered stays true.
+        process_group=0,
+    )
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str | None:
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[-1] if lines else None
 
 
 def _supervise(state: _Run, stop: StopSignal) -> int:
@@ -217,26 +229,13 @@ def _proxy_cli(options: Options, state: _Run, action: str, pool: str, url: str) 
     assert state.redis is not None
     argv = pool_command(options.python, action, pool, url, state.redis)
     try:
-        # argv is this interpreter and fixed arguments, never a shell string.
-        done = subprocess.run(  # noqa: S603
-            argv,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-            check=False,
-            # Not in devrun's process group: a Ctrl-C lets the write finish, so the
-            # record of what was registered stays true.
-            process_group=0,
-        )
+        done = _run_command(argv)
     except subprocess.TimeoutExpired as exc:
         raise StartError(f"`proxy pool {action} {pool} {url}` took over {CLI_TIMEOUT_S:g}s") from exc
     if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
         raise StartError(
             f"`proxy pool {action} {pool} {url}` failed with code {done.returncode}: "
-            + (detail[-1] if detail else "no output")
+            + (_last_line(done) or "no output")
         )
 
 
