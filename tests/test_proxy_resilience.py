@@ -151,6 +151,20 @@ async def test_a_refused_backend_costs_no_failed_get(
     assert status["retries"] == app.ctx.retry_budget.retries
 
 
+async def beside_a_resetter(
+    start_proxy: Start, store: StateStore, live: Backend, *, warm: int
+) -> tuple[ProxyApp, list[bytes]]:
+    """A proxy whose production pool is `live` and a backend that resets every request,
+    kept in rotation, with the retry budget filled by `warm` requests first (it holds
+    at most 20 retries); returns the requests the resetter saw."""
+    app = await start_proxy(outlier_consecutive_failures=1000)
+    await pool(store, app, "production", live.url)
+    await warm_budget(app.port, warm)
+    seen: list[bytes] = []
+    await pool(store, app, "production", live.url, await resetter(seen))
+    return app, seen
+
+
 async def test_a_reset_before_the_response_is_retried_for_get(
     start_proxy: Start, store: StateStore, live: Backend
 ) -> None:
@@ -167,11 +181,7 @@ async def test_a_reset_before_the_response_is_retried_for_get(
 async def test_post_is_not_retried_unless_it_carries_an_idempotency_key(
     start_proxy: Start, store: StateStore, live: Backend
 ) -> None:
-    app = await start_proxy(outlier_consecutive_failures=1000)
-    await pool(store, app, "production", live.url)
-    await warm_budget(app.port, 200)
-    seen: list[bytes] = []
-    await pool(store, app, "production", live.url, await resetter(seen))
+    app, seen = await beside_a_resetter(start_proxy, store, live, warm=200)
     statuses, _ = await fire(app.port, 40, "POST", data=b"payload")
     assert statuses[502] >= 1 and statuses[502] == len(seen)  # each reset reached the client
     assert statuses[200] + statuses[502] == 40
@@ -184,11 +194,7 @@ async def test_post_is_not_retried_unless_it_carries_an_idempotency_key(
 async def test_a_retried_put_carries_its_whole_body(
     start_proxy: Start, store: StateStore, live: Backend
 ) -> None:
-    app = await start_proxy(outlier_consecutive_failures=1000)
-    await pool(store, app, "production", live.url)
-    await warm_budget(app.port, 200)
-    seen: list[bytes] = []
-    await pool(store, app, "production", live.url, await resetter(seen))
+    app, seen = await beside_a_resetter(start_proxy, store, live, warm=200)
     body = bytes(range(256)) * 100  # 25,600 bytes: replayable
     statuses, bodies = await fire(app.port, 24, "PUT", data=body)
     assert statuses == Counter({200: 24}) and seen
