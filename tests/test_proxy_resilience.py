@@ -168,11 +168,7 @@ async def beside_a_resetter(
 async def test_a_reset_before_the_response_is_retried_for_get(
     start_proxy: Start, store: StateStore, live: Backend
 ) -> None:
-    app = await start_proxy(outlier_consecutive_failures=1000)
-    await pool(store, app, "production", live.url)
-    await warm_budget(app.port, 100)  # the budget holds at most 20 retries
-    seen: list[bytes] = []
-    await pool(store, app, "production", live.url, await resetter(seen))
+    app, seen = await beside_a_resetter(start_proxy, store, live, warm=100)
     statuses, _ = await fire(app.port, 20)  # about 10 go to the resetter first
     assert statuses == Counter({200: 20})
     assert seen, "some requests must have gone to the resetting backend first"
