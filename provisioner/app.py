@@ -1,28 +1,46 @@
-"""Wiring: one configuration in, the provider, configurer, provisioner and worker out."""
+"""Wiring: one configuration in, the parts of a scaling (provider, configurer, provisioner,
+worker) or of a deploy (deployer, deploy history) out.
+
+The one module that sees both `provisioner.scale` and `provisioner.deploy`: a new server
+gets the deployed commit (`CommitSource`), and a deploy reaches servers the way their
+provider made them (`host_vars_from`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
-from provisioner.commits import CommitSource
 from provisioner.config import ProvisionerConfig, check_provider
-from provisioner.configure import Configurer
-from provisioner.local import LocalProvider
+from provisioner.configure import PLAYBOOKS_DIR, Configurer
+from provisioner.deploy.commands import DeployParts, say
+from provisioner.deploy.commits import CommitSource
+from provisioner.deploy.deployer import Deployer, DeploySettings
+from provisioner.deploy.inventory import HostVars
 from provisioner.notify import Notifier
-from provisioner.policy import PolicyConfig
-from provisioner.provider import Provider
-from provisioner.provision import Deadlines, Provisioner
-from provisioner.worker import Worker, WorkerSettings
-from state import DeployStore, HostStore, KeySpace, ScaleQueue, ServerRegistry, StateStore, connect
+from provisioner.scale.local import LocalProvider
+from provisioner.scale.policy import PolicyConfig
+from provisioner.scale.provider import Machine, Provider
+from provisioner.scale.provision import Deadlines, Provisioner
+from provisioner.scale.worker import Worker, WorkerSettings
+from state import (
+    DeployStore,
+    HostStore,
+    KeySpace,
+    ScaleQueue,
+    ServerRecord,
+    ServerRegistry,
+    StateStore,
+    connect,
+)
 
 if TYPE_CHECKING:
-    from provisioner.droplets import DropletSettings
-
-PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+    from provisioner.scale.droplets import DropletSettings
 
 
 def make_provider(config: ProvisionerConfig) -> Provider:
@@ -30,8 +48,8 @@ def make_provider(config: ProvisionerConfig) -> Provider:
     if config.provider == "local":
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
-    from provisioner.do_api import DigitalOceanApi  # noqa: PLC0415
-    from provisioner.droplets import DigitalOceanProvider  # noqa: PLC0415
+    from provisioner.scale.do_api import DigitalOceanApi  # noqa: PLC0415
+    from provisioner.scale.droplets import DigitalOceanProvider  # noqa: PLC0415
 
     assert config.digitalocean_token is not None  # check_provider saw to it
     api = DigitalOceanApi(
@@ -46,7 +64,7 @@ def make_provider(config: ProvisionerConfig) -> Provider:
 
 def droplet_settings(config: ProvisionerConfig) -> DropletSettings:
     # Imported here: the local run never loads python-digitalocean.
-    from provisioner.droplets import DropletSettings  # noqa: PLC0415
+    from provisioner.scale.droplets import DropletSettings  # noqa: PLC0415
 
     return DropletSettings(
         region=config.digitalocean_region,
@@ -130,3 +148,51 @@ def build(
         ),
     )
     return Parts(client, store, registry, provisioner, worker)
+
+
+def host_vars_from(config: ProvisionerConfig) -> HostVars:
+    """How each provider's servers are reached, from the settings alone (no API call)."""
+    local = LocalProvider(Path(config.local_dir), config.local_python)
+
+    def of(record: ServerRecord) -> Mapping[str, object]:
+        port = urlsplit(record.url).port or 0
+        if record.provider == "local":
+            return local.host_vars(Machine(record.id, record.ref, "127.0.0.1", port))
+        # Imported only when a droplet is listed: the local run never loads python-digitalocean.
+        from provisioner.scale.droplets import droplet_host_vars  # noqa: PLC0415
+
+        machine = Machine(record.id, record.ref, record.address, config.remote_app_port)
+        return droplet_host_vars(droplet_settings(config), machine)
+
+    return of
+
+
+def build_deployer(
+    config: ProvisionerConfig,
+    *,
+    bin_dir: Path,
+    actor: str,
+    out: Callable[[str], None] = say,
+    playbooks_dir: Path = PLAYBOOKS_DIR,
+) -> DeployParts:
+    client = connect(config.redis_url)
+    keys = KeySpace(config.key_prefix)
+    deploys = DeployStore(client, keys, actor=actor)
+    deployer = Deployer(
+        configurer=Configurer(playbooks_dir, bin_dir, timeout_s=config.configure_timeout_s),
+        store=StateStore(client, keys, actor=actor),
+        registry=ServerRegistry(client, keys, actor=actor),
+        deploys=deploys,
+        notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
+        host_vars=host_vars_from(config),
+        settings=DeploySettings(
+            keep_releases=config.deploy_keep_releases,
+            lock_ttl_s=config.deploy_lock_ttl_s,
+            lock_wait_s=config.deploy_lock_wait_s,
+            drain_timeout_s=config.drain_timeout_s,
+            health_timeout_s=config.health_timeout_s,
+        ),
+        actor=actor,
+        say=out,
+    )
+    return DeployParts(client, deployer, deploys)

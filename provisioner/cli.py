@@ -26,12 +26,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from provisioner import deploy_commands as commands
-from provisioner.app import Parts, build
+from provisioner.app import Parts, build, build_deployer, host_vars_from
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
+from provisioner.deploy import commands
+from provisioner.deploy.gitrefs import parse_sha
+from provisioner.deploy.webhook import serve_webhook
 from provisioner.errors import ConfigError, DeployInputError, NotManaged, ProvisionerError
-from provisioner.gitrefs import parse_sha
-from provisioner.webhook import serve_webhook
 from state import (
     InvalidValue,
     KeySpace,
@@ -227,14 +227,22 @@ async def _with_registry_only(config: ProvisionerConfig, actor: str, as_json: bo
 
 def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) -> int:
     if args.command == "inventory":
-        return asyncio.run(commands.inventory(config, None if args.list else args.host))
+        return asyncio.run(
+            commands.inventory(config, host_vars_from(config), None if args.list else args.host)
+        )
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "ansible-playbook").exists():
         raise ProvisionerError(f"ansible-playbook is not in {bin_dir}: run `make setup`")
     if args.command == "webhook":
         if not config.push_webhook_secret:
             raise ConfigError("the webhook needs a secret: set PROVISIONER_PUSH_WEBHOOK_SECRET")
-        return asyncio.run(serve_webhook(config, bin_dir=bin_dir, actor=f"webhook:{config.worker_id}"))
+        return _with_deployer(
+            config,
+            bin_dir,
+            f"webhook:{config.worker_id}",
+            lambda p: serve_webhook(config, p),
+            out=lambda line: log.info("%s", line),
+        )
     if args.command == "deploy":
         sha = parse_sha(args.sha)
         repo = args.repo or (Path(config.deploy_repo) if config.deploy_repo else None)
@@ -256,9 +264,10 @@ def _with_deployer(
     bin_dir: Path,
     actor: str,
     op: Callable[[commands.DeployParts], Awaitable[int]],
+    out: Callable[[str], None] = commands.say,
 ) -> int:
     async def run() -> int:
-        parts = commands.build_deployer(config, bin_dir=bin_dir, actor=actor)
+        parts = build_deployer(config, bin_dir=bin_dir, actor=actor, out=out)
         try:
             return await op(parts)
         finally:

@@ -31,6 +31,10 @@ from provisioner.errors import ConfigureError
 log = logging.getLogger("provisioner.configure")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
+PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+# The playbook that configures a pool's servers: run by a scale-up on a new server and
+# by a deploy on every server of the pool.
+PLAYBOOKS: Mapping[str, str] = {"production": "product.yml", "staging": "staging.yml"}
 
 
 @dataclass(frozen=True, slots=True)

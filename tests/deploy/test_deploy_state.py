@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from provisioner.deploylock import locked
+from provisioner.deploy.lock import locked
 from provisioner.errors import DeployError
 from state import DeployRecord, DeployStore, InvalidValue, KeySpace, StateStore, connect
 

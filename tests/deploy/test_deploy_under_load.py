@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from provisioner.app import build_deployer
 from provisioner.config import load_config
-from provisioner.deploy_commands import build_deployer
 from tests.conftest import ProxyProcess
 from tests.deploy.conftest import AppRepo, current, servers
 from tests.load import Load

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from provisioner.deploy import failed_task
+from provisioner.deploy.deployer import failed_task
+from provisioner.deploy.gitrefs import ZERO_SHA, RefUpdate, decide, parse_sha, parse_update, target_env
+from provisioner.deploy.inventory import as_ansible, plan
+from provisioner.deploy.releases import is_release, previous, release_name, to_prune
+from provisioner.deploy.signature import networks, parse_push, sender_allowed, signature, verify
 from provisioner.errors import ConfigureError, DeployInputError
-from provisioner.gitrefs import ZERO_SHA, RefUpdate, decide, parse_sha, parse_update, target_env
-from provisioner.inventory import as_ansible, plan
-from provisioner.releases import is_release, previous, release_name, to_prune
-from provisioner.signature import networks, parse_push, sender_allowed, signature, verify
 from state import ServerRecord
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40

@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 
 from provisioner.configure import Configurer
+from provisioner.deploy.releases import release_name
 from provisioner.errors import ConfigureError
 from provisioner.health import wait_healthy
-from provisioner.local import app_pid
-from provisioner.provider import Machine
-from provisioner.releases import release_name
+from provisioner.scale.local import app_pid
+from provisioner.scale.provider import Machine
 from tests.deploy.conftest import AppRepo, current, releases, servers
 from tests.provisioner.conftest import PartsFactory
 

@@ -13,8 +13,7 @@ from typing import Any
 import ansible_runner
 import pytest
 
-from provisioner.app import PLAYBOOKS_DIR
-from provisioner.configure import SYSTEM_PATH
+from provisioner.configure import PLAYBOOKS_DIR, SYSTEM_PATH
 from tests.provisioner.conftest import BIN_DIR
 
 

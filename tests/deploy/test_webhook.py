@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from provisioner.local import app_pid
-from provisioner.signature import networks, signature
-from provisioner.webhook import PushWebhook
+from provisioner.deploy.signature import networks, signature
+from provisioner.deploy.webhook import PushWebhook
+from provisioner.scale.local import app_pid
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
 from tests.conftest import ROOT, free_port, wait_until

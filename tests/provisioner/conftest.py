@@ -22,7 +22,7 @@ import pytest
 
 from provisioner.app import Parts, build
 from provisioner.config import ProvisionerConfig, load_config
-from provisioner.local import app_pid
+from provisioner.scale.local import app_pid
 from tests.conftest import free_port, wait_until
 from tests.provisioner.fake_do import FakeDigitalOcean
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from provisioner.local import app_pid
 from provisioner.notify import SIGNATURE_HEADER, sign
+from provisioner.scale.local import app_pid
 from tests.conftest import ROOT, free_port
 from tests.provisioner.conftest import stop_apps
 

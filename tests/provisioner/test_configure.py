@@ -12,10 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from provisioner.app import PLAYBOOKS_DIR
-from provisioner.configure import Configurer
+from provisioner.configure import PLAYBOOKS_DIR, Configurer
 from provisioner.errors import ConfigureError
-from provisioner.local import LocalProvider
+from provisioner.scale.local import LocalProvider
 from tests.conftest import async_wait_until
 from tests.provisioner.conftest import BIN_DIR, stop_apps
 

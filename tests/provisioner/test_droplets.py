@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from provisioner.app import Parts
-from provisioner.do_api import DigitalOceanApi, DigitalOceanError
 from provisioner.errors import StepFailed
+from provisioner.scale.do_api import DigitalOceanApi, DigitalOceanError
 from state import ServerRecord
 from tests.conftest import free_port
 from tests.provisioner.conftest import FINGERPRINT, TOKEN, PartsFactory, SshServer

@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from provisioner.local import app_pid
+from provisioner.scale.local import app_pid
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
 from tests.conftest import ROOT, async_wait_until, free_port
 from tests.monitor.conftest import BURNER

@@ -12,10 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from provisioner.app import PLAYBOOKS_DIR
+from provisioner.configure import PLAYBOOKS, PLAYBOOKS_DIR
 from provisioner.errors import ProviderError, StepFailed
-from provisioner.local import LocalProvider, app_pid, running_in
-from provisioner.provision import PLAYBOOKS
+from provisioner.scale.local import LocalProvider, app_pid, running_in
 from tests.conftest import ROOT, free_port, wait_until
 from tests.provisioner.conftest import PartsFactory
 

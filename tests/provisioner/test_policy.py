@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from provisioner.config import ProvisionerConfig
-from provisioner.policy import PolicyConfig, PoolView, decide_scale_in, decide_scale_up, quiet_window
+from provisioner.scale.policy import PolicyConfig, PoolView, decide_scale_in, decide_scale_up, quiet_window
 from state import ScaleMarks, ServerRecord
 from state.servers import SERVER_STATES
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from provisioner.app import Parts
-from provisioner.local import LocalProvider
+from provisioner.scale.local import LocalProvider
 from state import HostSample, HostStore, KeySpace, ScaleQueue, ServerRecord
 from state.model import PoolName
 from tests.conftest import Backend, async_wait_until

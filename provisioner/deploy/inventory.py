@@ -1,9 +1,10 @@
 """Deploy targets: the servers of a pool, from the provisioner's registry and the pools in
-Redis, with the inventory variables Ansible needs for each (pure but for building them).
+Redis, with the inventory variables Ansible needs for each (pure).
 
 A server the provisioner made is a target while it is active; one added to a pool by
 hand has no directory or login the provisioner knows, so it is listed as unmanaged and
-left alone. `as_ansible` is the dynamic inventory format: `python -m provisioner
+left alone. How each server is reached (`HostVars`) comes from `provisioner.app`, which
+knows the providers. `as_ansible` is the dynamic inventory format: `python -m provisioner
 inventory --list` prints it for `playbooks/inventory/switchyard.py`.
 """
 
@@ -11,13 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
-from provisioner.config import ProvisionerConfig
-from provisioner.local import LocalProvider
-from provisioner.provider import Machine
 from state import POOLS, ServerRecord
 from state.model import PoolName
 
@@ -71,24 +67,3 @@ def as_ansible(plans: Iterable[DeployPlan]) -> dict[str, object]:
         inventory.setdefault(env, {"hosts": [], "vars": {"switchyard_app_pool": env}})
     inventory["_meta"] = {"hostvars": hostvars}
     return inventory
-
-
-def host_vars_from(config: ProvisionerConfig) -> HostVars:
-    """How each provider's servers are reached, from the settings alone (no API call)."""
-    local = LocalProvider(Path(config.local_dir), config.local_python)
-    droplets: list[object] = []
-
-    def of(record: ServerRecord) -> Mapping[str, object]:
-        port = urlsplit(record.url).port or 0
-        if record.provider == "local":
-            return local.host_vars(Machine(record.id, record.ref, "127.0.0.1", port))
-        # Imported only when a droplet is listed: the local run never loads python-digitalocean.
-        from provisioner.app import droplet_settings  # noqa: PLC0415
-        from provisioner.droplets import droplet_host_vars  # noqa: PLC0415
-
-        if not droplets:
-            droplets.append(droplet_settings(config))
-        machine = Machine(record.id, record.ref, record.address, config.remote_app_port)
-        return droplet_host_vars(droplet_settings(config), machine)
-
-    return of

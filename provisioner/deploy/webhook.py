@@ -19,12 +19,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from provisioner import deploy_commands as commands
-from provisioner import gitrepo
 from provisioner.config import ProvisionerConfig
+from provisioner.deploy import gitrepo
+from provisioner.deploy.commands import DeployParts
+from provisioner.deploy.gitrefs import RefUpdate, decide, parse_sha
+from provisioner.deploy.signature import Network, networks, parse_push, sender_allowed, verify
 from provisioner.errors import DeployInputError, ProvisionerError
-from provisioner.gitrefs import RefUpdate, decide, parse_sha
-from provisioner.signature import Network, networks, parse_push, sender_allowed, verify
 from state import DeployStore, InvalidValue, StateError
 from state.model import PoolName
 from state.tasks import stop_tasks
@@ -112,15 +112,12 @@ class PushWebhook:
         return web.json_response({"deploying": decision.env, "sha": update.new}, status=202)
 
 
-async def serve_webhook(config: ProvisionerConfig, *, bin_dir: Path, actor: str) -> int:
+async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
     """Serve until SIGINT or SIGTERM; deploys under way are then stopped (they put their
-    server back in its pool on the way out)."""
+    server back in its pool on the way out). The caller closes `parts`."""
     if not config.deploy_repo:
         raise ProvisionerError("the webhook needs deploy_repo: the clone pushes are fetched into")
     repo = Path(config.deploy_repo)
-    parts = commands.build_deployer(
-        config, bin_dir=bin_dir, actor=actor, out=lambda line: log.info("%s", line)
-    )
 
     async def start_deploy(env: PoolName, sha: str) -> None:
         try:
@@ -156,5 +153,4 @@ async def serve_webhook(config: ProvisionerConfig, *, bin_dir: Path, actor: str)
     finally:
         await stop_tasks(list(hook.tasks), 120.0)
         await runner.cleanup()
-        await parts.close()
     return 0

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from provisioner.errors import ProviderError, ProviderTimeout
-from provisioner.provider import Machine
+from provisioner.scale.provider import Machine
 from state.model import PoolName
 
 MARKER = "server.json"

@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from provisioner.deploy.gitrepo import archive, resolve_commit
 from provisioner.errors import DeployError
-from provisioner.gitrepo import archive, resolve_commit
 from state import DeployStore, StateError
 from state.model import PoolName
 

@@ -14,22 +14,22 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from provisioner.commits import CommitSource
-from provisioner.configure import Configurer
+from provisioner.cleanup import finish
+from provisioner.configure import PLAYBOOKS, Configurer
 from provisioner.drain import DrainResult, drain
 from provisioner.errors import StepFailed
 from provisioner.health import wait_healthy
 from provisioner.notify import Notifier
-from provisioner.provider import Machine, Provider
+from provisioner.scale.provider import Machine, Provider
 from state import ServerRecord, ServerRegistry, StateStore
 from state.model import PoolName
 
 log = logging.getLogger("provisioner")
 T = TypeVar("T")
-PLAYBOOKS: Mapping[str, str] = {"production": "product.yml", "staging": "staging.yml"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +49,13 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-async def finish(work: Awaitable[T]) -> T:
-    """Run `work` to its end even if the caller is cancelled meanwhile (then re-raise the
-    cancel): a clean-up stopped half-way is how servers leak."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved; the cancel is what the caller hears about
-        raise asyncio.CancelledError
-    return task.result()
+class Commits(Protocol):
+    """The commit a new server of `pool` gets, as the app role's variables (empty: none).
+
+    `provisioner.deploy.commits.CommitSource` is the one there is; it comes in through
+    `provisioner.app`, so scaling never imports deploying."""
+
+    def extravars(self, pool: PoolName) -> AbstractAsyncContextManager[dict[str, object]]: ...
 
 
 class Provisioner:
@@ -80,7 +72,7 @@ class Provisioner:
         deadlines: Deadlines,
         extravars: Mapping[str, object] | None = None,
         health_path: str = "/health",
-        commits: CommitSource | None = None,
+        commits: Commits | None = None,
     ) -> None:
         self.provider = provider
         self.configurer = configurer

@@ -1,7 +1,8 @@
 """What `deploy`, `rollback`, `releases`, `receive` and `inventory` do, for cli.py.
 
-Each takes the loaded configuration, prints for a person (the pusher, for `receive`:
-git shows a hook's output as "remote: ...") and returns the exit code.
+Each takes the loaded configuration or the parts `provisioner.app.build_deployer` made
+(it knows the providers, so this package need not), prints for a person (the pusher,
+for `receive`: git shows a hook's output as "remote: ...") and returns the exit code.
 """
 
 from __future__ import annotations
@@ -10,22 +11,19 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from provisioner.app import PLAYBOOKS_DIR
 from provisioner.config import ProvisionerConfig
-from provisioner.configure import Configurer
-from provisioner.deploy import Deployer, DeploySettings
+from provisioner.deploy.deployer import Deployer
+from provisioner.deploy.gitrefs import decide, parse_update
+from provisioner.deploy.inventory import HostVars, as_ansible, plan
+from provisioner.deploy.releases import previous
 from provisioner.errors import DeployError, DeployInputError
-from provisioner.gitrefs import decide, parse_update
-from provisioner.inventory import as_ansible, host_vars_from, plan
-from provisioner.notify import Notifier
-from provisioner.releases import previous
 from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
 from state.model import PoolName
 
@@ -70,37 +68,6 @@ class DeployParts:
 
     async def close(self) -> None:
         await self.redis.aclose()
-
-
-def build_deployer(
-    config: ProvisionerConfig,
-    *,
-    bin_dir: Path,
-    actor: str,
-    out: Callable[[str], None] = say,
-    playbooks_dir: Path = PLAYBOOKS_DIR,
-) -> DeployParts:
-    client = connect(config.redis_url)
-    keys = KeySpace(config.key_prefix)
-    deploys = DeployStore(client, keys, actor=actor)
-    deployer = Deployer(
-        configurer=Configurer(playbooks_dir, bin_dir, timeout_s=config.configure_timeout_s),
-        store=StateStore(client, keys, actor=actor),
-        registry=ServerRegistry(client, keys, actor=actor),
-        deploys=deploys,
-        notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
-        host_vars=host_vars_from(config),
-        settings=DeploySettings(
-            keep_releases=config.deploy_keep_releases,
-            lock_ttl_s=config.deploy_lock_ttl_s,
-            lock_wait_s=config.deploy_lock_wait_s,
-            drain_timeout_s=config.drain_timeout_s,
-            health_timeout_s=config.health_timeout_s,
-        ),
-        actor=actor,
-        say=out,
-    )
-    return DeployParts(client, deployer, deploys)
 
 
 def outcome(record: DeployRecord) -> int:
@@ -173,7 +140,7 @@ async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:
     return 0
 
 
-async def inventory(config: ProvisionerConfig, host: str | None) -> int:
+async def inventory(config: ProvisionerConfig, host_vars: HostVars, host: str | None) -> int:
     """Ansible's dynamic inventory protocol: `--list`, or `--host NAME` (vars are in _meta)."""
     client = connect(config.redis_url)
     try:
@@ -182,7 +149,7 @@ async def inventory(config: ProvisionerConfig, host: str | None) -> int:
         snapshot = await StateStore(client, keys).read_snapshot()
     finally:
         await client.aclose()
-    plans = [plan(env, records, snapshot.pool(env), host_vars_from(config)) for env in POOLS]
+    plans = [plan(env, records, snapshot.pool(env), host_vars) for env in POOLS]
     data: Mapping[str, object] = as_ansible(plans)
     if host is not None:
         meta = data["_meta"]

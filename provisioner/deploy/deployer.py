@@ -20,17 +20,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from provisioner.configure import Configurer
-from provisioner.deploylock import locked
+from provisioner.cleanup import finish
+from provisioner.configure import PLAYBOOKS, Configurer
+from provisioner.deploy.gitrefs import parse_sha
+from provisioner.deploy.gitrepo import archive, resolve_commit
+from provisioner.deploy.inventory import DeployPlan, HostVars, Target, plan
+from provisioner.deploy.lock import locked
+from provisioner.deploy.releases import release_name
 from provisioner.drain import drain
 from provisioner.errors import ConfigureError, DeployError, HealthError, HostFailed
-from provisioner.gitrefs import parse_sha
-from provisioner.gitrepo import archive, resolve_commit
 from provisioner.health import wait_healthy
-from provisioner.inventory import DeployPlan, HostVars, Target, plan
 from provisioner.notify import Notifier
-from provisioner.provision import PLAYBOOKS, finish
-from provisioner.releases import release_name
 from state import DeployRecord, DeployStore, ServerRegistry, StateError, StateStore
 from state.deploys import DeployAction
 from state.model import PoolName, parse_pool

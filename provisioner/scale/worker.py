@@ -14,9 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from provisioner.cleanup import finish
 from provisioner.errors import StepFailed
-from provisioner.policy import POOL_ROLE, PolicyConfig, PoolView, decide_scale_in, decide_scale_up
-from provisioner.provision import Provisioner, finish
+from provisioner.scale.policy import POOL_ROLE, PolicyConfig, PoolView, decide_scale_in, decide_scale_up
+from provisioner.scale.provision import Provisioner
 from state import (
     POOLS,
     HostStore,

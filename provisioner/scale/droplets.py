@@ -12,9 +12,9 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from provisioner.do_api import DigitalOceanApi, DropletInfo
 from provisioner.errors import ProviderError, ProviderTimeout
-from provisioner.provider import Machine
+from provisioner.scale.do_api import DigitalOceanApi, DropletInfo
+from provisioner.scale.provider import Machine
 from state.model import PoolName
 
 SSH_BANNER_TIMEOUT_S = 5.0
