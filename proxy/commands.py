@@ -1,0 +1,253 @@
+"""What `python -m proxy pool | weight | flag | alert | status | audit` do, for cli.py.
+
+Each steers every running proxy through Redis (one `StateStore` write, which running
+proxies pick up from pub/sub), or reads the state back, prints for a person and
+returns the exit code. Input is validated before Redis is touched: bad input changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxy.config import ProxyConfig
+from state import (
+    POOLS,
+    Change,
+    InvalidValue,
+    KeySpace,
+    Snapshot,
+    StateError,
+    StateStore,
+    connect,
+    parse_backend_url,
+    parse_flag_name,
+    parse_pool,
+    parse_route_prefix,
+    parse_weight,
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The operator commands' arguments, for cli.py's parser."""
+    pool = sub.add_parser("pool", help="backends of the production and staging pools")
+    pool_sub = pool.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action in ("add", "remove"):
+        p = pool_sub.add_parser(action, parents=[common], help=f"{action} a backend")
+        p.add_argument("pool", help="production or staging")
+        p.add_argument("url", help="backend base URL, http://host:port")
+    p = pool_sub.add_parser("list", parents=[common], help="list the backends")
+    p.add_argument("--json", action="store_true")
+
+    weight = sub.add_parser("weight", parents=[common], help="percent of traffic sent to staging")
+    weight.add_argument("percent", help="integer 0-100")
+
+    flag = sub.add_parser("flag", help="feature flags")
+    flag_sub = flag.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = flag_sub.add_parser("set", parents=[common], help="turn a flag on or off")
+    p.add_argument("name")
+    p.add_argument("value", choices=["on", "off"])
+    p = flag_sub.add_parser("routes", parents=[common], help="bind a flag to path prefixes it blocks")
+    p.add_argument("name")
+    p.add_argument("paths", nargs="*", help="path prefixes such as /set (none: block nothing)")
+    p = flag_sub.add_parser("list", parents=[common], help="list flags")
+    p.add_argument("--json", action="store_true")
+
+    alert = sub.add_parser("alert", help="the canary kill switch: set or clear")
+    alert_sub = alert.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = alert_sub.add_parser("set", parents=[common], help="stop all canary traffic now")
+    p.add_argument("--reason", default="set by hand", help="why (recorded in the audit log)")
+    alert_sub.add_parser("clear", parents=[common], help="let canary traffic flow again")
+
+    status = sub.add_parser("status", parents=[common], help="state, and the proxies running on it")
+    status.add_argument("--json", action="store_true")
+
+    audit = sub.add_parser("audit", parents=[common], help="recent changes")
+    audit.add_argument("--limit", type=int, default=20)
+    audit.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace, config: ProxyConfig) -> int:
+    """Run the operator command `args.command` against `config`'s Redis."""
+    cmd = args.command
+    # Validate before touching Redis: bad input must change nothing.
+    if cmd == "pool":
+        if args.action == "list":
+            return asyncio.run(_with_store(config, lambda s: _pool_list(s, args.json)))
+        pool = parse_pool(args.pool)
+        url = parse_backend_url(args.url)
+        if args.action == "add":
+            return asyncio.run(_with_store(config, lambda s: _ok(s.add_backend(pool, url))))
+        return asyncio.run(_with_store(config, lambda s: _ok(s.remove_backend(pool, url))))
+    if cmd == "weight":
+        percent = parse_weight(args.percent)
+        return asyncio.run(_with_store(config, lambda s: _ok(s.set_weight(percent))))
+    if cmd == "flag":
+        if args.action == "list":
+            return asyncio.run(_with_store(config, lambda s: _flag_list(s, args.json)))
+        name = parse_flag_name(args.name)
+        if args.action == "routes":
+            paths = [parse_route_prefix(p) for p in args.paths]
+            return asyncio.run(_with_store(config, lambda s: _ok(s.set_flag_routes(name, paths))))
+        on = args.value == "on"
+        return asyncio.run(_with_store(config, lambda s: _ok(s.set_flag(name, on))))
+    if cmd == "alert":
+        if args.action == "set":
+            return asyncio.run(_with_store(config, lambda s: _ok(s.set_alert(args.reason))))
+        return asyncio.run(_with_store(config, lambda s: _ok(s.clear_alert())))
+    if cmd == "status":
+        return asyncio.run(_with_store(config, lambda s: _status(s, args.json)))
+    if cmd == "audit":
+        if not 1 <= args.limit <= 1000:
+            raise InvalidValue("--limit must be 1-1000")
+        return asyncio.run(_with_store(config, lambda s: _audit(s, args.limit, args.json)))
+    raise CliError(f"unknown command {cmd}", EXIT_BAD_INPUT)
+
+
+def _store(config: ProxyConfig) -> StateStore:
+    actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    return StateStore(connect(config.redis_url), KeySpace(config.key_prefix), actor=actor)
+
+
+async def _with_store(config: ProxyConfig, op: Callable[[StateStore], Awaitable[int]]) -> int:
+    store = _store(config)
+    try:
+        return await op(store)
+    except StateError as exc:
+        raise CliError(f"{exc} (Redis: {config.redis_url})") from exc
+    finally:
+        await store.redis.aclose()
+
+
+def _print_change(change: Change) -> int:
+    if change.changed:
+        print(f"{change.what}: {_show(change.before, change.what)} -> {_show(change.after, change.what)}")
+    else:
+        print(f"{change.what}: already {_show(change.after, change.what)}")
+    return 0
+
+
+def _show(value: object, what: str = "") -> str:
+    switch = what == "alert" or what.startswith("flag:")
+    if value is None:
+        return "off" if switch else "-"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, dict):
+        if what == "alert":
+            return f"on (by {value.get('by')}: {value.get('reason')})"
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _describe(snap: Snapshot) -> list[str]:
+    lines = []
+    for name in POOLS:
+        backends = snap.pool(name)
+        lines.append(f"{name:<11} {len(backends)} backend(s)  {' '.join(backends) or '-'}")
+    effective = 0 if snap.alert is not None or not snap.staging else snap.weight
+    lines.append(f"{'weight':<11} {snap.weight}% to staging (effective now: {effective}%)")
+    if snap.alert is None:
+        lines.append(f"{'alert':<11} off")
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.alert.at)) if snap.alert.at else "?"
+        lines.append(f"{'alert':<11} ON since {when} by {snap.alert.by}: {snap.alert.reason}")
+    for flag in sorted(set(snap.flags) | set(snap.flag_routes)):
+        routes = snap.flag_routes.get(flag, ())
+        bound = f" (blocks {', '.join(routes)})" if routes else ""
+        lines.append(f"{'flag':<11} {flag}={'on' if snap.flags.get(flag) else 'off'}{bound}")
+    return lines
+
+
+async def _status(store: StateStore, as_json: bool) -> int:
+    snap = await store.read_snapshot()
+    instances = await store.instances()
+    if as_json:
+        body = snap.to_json()
+        body["instances"] = [{"id": i.id, **i.info} for i in instances]
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"state version {snap.version}")
+    print("\n".join(_describe(snap)))
+    if not instances:
+        print(f"{'proxies':<11} none running on this Redis")
+    for inst in instances:
+        seen = inst.info.get("version")
+        sync = "in sync" if seen == snap.version else f"at version {seen}"
+        stale = ", STALE" if inst.info.get("stale") else ""
+        print(f"{'proxy':<11} {inst.id} listening on {inst.info.get('listen')} ({sync}{stale})")
+    return 0
+
+
+async def _pool_list(store: StateStore, as_json: bool) -> int:
+    snap = await store.read_snapshot()
+    if as_json:
+        print(json.dumps({name: list(snap.pool(name)) for name in POOLS}))
+    else:
+        for name in POOLS:
+            for url in snap.pool(name):
+                print(f"{name}\t{url}")
+    return 0
+
+
+async def _flag_list(store: StateStore, as_json: bool) -> int:
+    snap = await store.read_snapshot()
+    names = sorted(set(snap.flags) | set(snap.flag_routes))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    n: {"on": snap.flags.get(n, False), "routes": list(snap.flag_routes.get(n, ()))}
+                    for n in names
+                }
+            )
+        )
+    else:
+        for n in names:
+            routes = ",".join(snap.flag_routes.get(n, ())) or "-"
+            print(f"{n}\t{'on' if snap.flags.get(n) else 'off'}\t{routes}")
+    return 0
+
+
+async def _audit(store: StateStore, limit: int, as_json: bool) -> int:
+    entries = await store.audit_log(limit)
+    for e in reversed(entries):
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "what": e.what,
+                        "before": e.before,
+                        "after": e.after,
+                        "who": e.who,
+                        "at": e.at,
+                    }
+                )
+            )
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
+            print(f"{when}  {e.who:<28} {e.what}: {_show(e.before, e.what)} -> {_show(e.after, e.what)}")
+    return 0
+
+
+async def _ok(pending: Awaitable[Change]) -> int:
+    return _print_change(await pending)
