@@ -22,7 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.auth import authorize, bearer
 from proxy.errors import BadRequest, NoBackend, ProxyError
-from proxy.mirror import StateMirror
+from proxy.snapshots import SnapshotFollower
 from proxy.stats import Stats
 from state import (
     POOLS,
@@ -40,7 +40,7 @@ log = logging.getLogger("proxy.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STORE = web.AppKey("store", StateStore)
-MIRROR = web.AppKey("mirror", StateMirror)
+SNAPSHOTS = web.AppKey("snapshots", SnapshotFollower)
 STATS = web.AppKey("stats", Stats)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 TOKEN = web.AppKey("token", str)
@@ -112,15 +112,15 @@ def _change(change: Change) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    mirror = request.app[MIRROR]
+    snapshots = request.app[SNAPSHOTS]
     body: dict[str, Any] = {
         "proxy": {
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - request.app[STARTED], 3),
-            "snapshot": mirror.snapshot.to_json(),
-            "state_stale": mirror.stale,
-            "state_age_s": None if mirror.confirmed_at is None else round(mirror.age_s(), 3),
-            "state_error": mirror.last_error,
+            "snapshot": snapshots.snapshot.to_json(),
+            "state_stale": snapshots.stale,
+            "state_age_s": None if snapshots.confirmed_at is None else round(snapshots.age_s(), 3),
+            "state_error": snapshots.last_error,
             "requests": request.app[STATS].by_version(),
             **_resilience(request.app[STATS]),
         }
@@ -248,18 +248,22 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    mirror = request.app[MIRROR]
-    if not mirror.loaded:
+    snapshots = request.app[SNAPSHOTS]
+    if not snapshots.loaded:
         raise NoBackend("no routing state loaded yet: Redis has not answered")
-    return web.json_response({"status": "ok", "state_stale": mirror.stale})
+    return web.json_response({"status": "ok", "state_stale": snapshots.stale})
 
 
 def build_admin(
-    store: StateStore, mirror: StateMirror, stats: Stats, registry: CollectorRegistry, token: str | None
+    store: StateStore,
+    snapshots: SnapshotFollower,
+    stats: Stats,
+    registry: CollectorRegistry,
+    token: str | None,
 ) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
     app[STORE] = store
-    app[MIRROR] = mirror
+    app[SNAPSHOTS] = snapshots
     app[STATS] = stats
     app[REGISTRY] = registry
     app[TOKEN] = token or ""

@@ -19,7 +19,7 @@ from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
 from proxy.health import check_forever
 from proxy.logs import AccessLog
-from proxy.mirror import StateMirror
+from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
 from state.tasks import stop_tasks
@@ -40,7 +40,7 @@ class ProxyApp:
         # turn every quiet second into a reconnect.
         self.listener_redis.connection_pool.connection_kwargs["socket_timeout"] = None
         self.store = StateStore(self.redis, keys, actor=f"proxy:{self.instance_id}")
-        self.mirror = StateMirror(
+        self.mirror = SnapshotFollower(
             self.store, StateStore(self.listener_redis, keys), resync_interval_s=config.resync_interval_s
         )
         self.ctx = ProxyContext(

@@ -376,7 +376,7 @@ async def following(app: ProxyApp, changes: int) -> None:
 
 
 async def test_stop_ends_promptly_while_state_changes(redis_url: str, store: StateStore) -> None:
-    # BUG (proxy/mirror.py StateMirror.stop, proxy/app.py ProxyApp.stop): each task is
+    # BUG (proxy/snapshots.py SnapshotFollower.stop, proxy/app.py ProxyApp.stop): each task is
     # cancelled once and then awaited without a deadline. On Python 3.11 a cancel can
     # be lost inside redis-py (its send_packed_command uses asyncio.wait_for, which on
     # 3.11 returns the result and drops a cancel that lands as the send completes), so

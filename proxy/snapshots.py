@@ -1,6 +1,6 @@
-"""The proxy's copy of the routing state.
+"""The proxy's routing snapshot, kept current from Redis's change notices.
 
-Requests read `mirror.snapshot` and never wait on Redis. A listener turns each
+Requests read `SnapshotFollower.snapshot` and never wait on Redis. A listener turns each
 published change into a "dirty" mark; one reader coalesces marks into a single
 atomic snapshot read, and also re-reads on a timer so a write that bypassed
 `state/` (a hand-typed SET) still arrives. While Redis is unreachable the last
@@ -36,7 +36,7 @@ class Backoff:
         return delay
 
 
-class StateMirror:
+class SnapshotFollower:
     def __init__(self, store: StateStore, listener_store: StateStore, *, resync_interval_s: float) -> None:
         self.store = store
         # Pub/sub gets its own client: it blocks on reads without a socket timeout.
