@@ -6,6 +6,7 @@ here and never import one another.
 
 from __future__ import annotations
 
+from state.base import connect
 from state.deploys import DeployRecord, DeployStore, parse_delivery_id
 from state.errors import InvalidValue, StateError, StateUnavailable
 from state.hosts import HostSample, HostStore
@@ -25,7 +26,7 @@ from state.model import (
 from state.monitoring import MonitorStore, NotifierStatus, Queued, monitored_hosts, parse_host_name
 from state.scaling import ScaleQueue, ScaleRequest
 from state.servers import SERVER_STATES, ScaleMarks, ServerRecord, ServerRegistry, parse_server_id
-from state.store import AuditEntry, Change, InstanceInfo, StateStore, connect
+from state.store import AuditEntry, Change, InstanceInfo, StateStore
 
 __all__ = [
     "DEFAULT_FLAG_ROUTES",

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.locks import ExpiringLock
 from state.model import PoolName, parse_pool
-from state.store import Accessor, audit, guarded
 
 HISTORY_MAXLEN = 500
 DeployAction = Literal["deploy", "rollback"]

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-import redis.asyncio as aioredis
-
+from state.base import Accessor, guarded
 from state.errors import InvalidValue
-from state.keys import KeySpace
-from state.store import guarded
 
 HISTORY_MAXLEN = 2_000  # about 2.7 hours at the default 5 s interval
 ROLES = ("proxy", "app", "staging")
@@ -51,10 +48,8 @@ def parse_role(value: str) -> str:
     return value
 
 
-class HostStore:
-    def __init__(self, client: aioredis.Redis, keys: KeySpace | None = None) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
+class HostStore(Accessor):
+    """The hosts' latest samples and their histories (written by the monitors)."""
 
     async def publish(self, sample: HostSample, *, ttl_s: int) -> None:
         """Record `sample` as the host's latest (expiring after `ttl_s`) and in its history."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from state.store import guarded
+from state.base import guarded
 
 
 class ExpiringLock:

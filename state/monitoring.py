@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
+from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.keys import KeySpace
-from state.store import audit, guarded
 
 OUTBOX_MAX = 500  # per channel: weeks of alerts at one per repeat interval
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -82,16 +82,14 @@ def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-class MonitorStore:
+class MonitorStore(Accessor):
     """One monitored host's rule states, outboxes and notifier status."""
 
     def __init__(
         self, client: aioredis.Redis, keys: KeySpace | None = None, *, host: str, actor: str = "unknown"
     ) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
+        super().__init__(client, keys, actor=actor)
         self.host = parse_host_name(host)
-        self.actor = actor
 
     async def rule_states(self) -> dict[str, dict[str, object]]:
         """Every stored rule state by rule name; unreadable entries are left out."""

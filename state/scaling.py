@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from redis.exceptions import ResponseError, WatchError
 
+from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.model import PoolName, parse_pool
-from state.store import Accessor, audit, guarded
 
 GROUP = "provisioners"
 STREAM_MAXLEN = 1_000

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 from redis.exceptions import WatchError
 
+from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.locks import ExpiringLock
 from state.model import PoolName, parse_pool
-from state.store import Accessor, audit, guarded
 
 ServerState = Literal["provisioning", "active", "draining", "destroying", "cleanup_failed"]
 SERVER_STATES: tuple[ServerState, ...] = (

@@ -1,8 +1,8 @@
-"""Typed async access to the schema.
+"""The routing state (pools, weight, alert, flags), its audit log and the proxies' heartbeats.
 
-Every write is one optimistic transaction (WATCH, MULTI/EXEC) that changes the
-value, bumps the version, appends an audit entry and publishes a change notice,
-so a reader never sees half a change and a proxy hears of it at once.
+Every write is one optimistic transaction (WATCH, MULTI/EXEC) that changes the value,
+bumps the version, appends an audit entry and publishes a change notice, so a reader
+never sees half a change and a proxy hears of it at once.
 """
 
 from __future__ import annotations
@@ -15,14 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from state.errors import StateError, StateUnavailable
-from state.keys import KeySpace
+from state.base import Accessor, audit, guarded
 from state.model import (
     DEFAULT_WEIGHT,
     Alert,
@@ -35,7 +30,6 @@ from state.model import (
     parse_weight,
 )
 
-AUDIT_MAXLEN = 10_000
 T = TypeVar("T")
 
 
@@ -65,51 +59,6 @@ class InstanceInfo:
     info: Mapping[str, object]
 
 
-def connect(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
-    """A client that fails fast: a control write must never hang on a dead Redis.
-
-    Pooled connections go stale when Redis restarts; two quick retries make the
-    first command after a restart reconnect instead of failing.
-    """
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
-        health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-
-
-async def guarded(op: Callable[[], Awaitable[T]]) -> T:
-    """Run one Redis operation, turning redis-py's errors into the state package's."""
-    try:
-        return await op()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StateUnavailable(f"Redis is unreachable ({exc}): start it or check --redis-url") from exc
-    except RedisError as exc:
-        raise StateError(f"Redis refused the operation: {exc}") from exc
-
-
-def audit(
-    pipe: aioredis.client.Pipeline, keys: KeySpace, what: str, before: object, after: object, *, who: str
-) -> None:
-    """Queue one audit entry (what, before, after, who, at) on a pipeline."""
-    pipe.xadd(
-        keys.audit,
-        {
-            "what": what,
-            "before": json.dumps(before),
-            "after": json.dumps(after),
-            "who": who,
-            "at": repr(time.time()),
-        },
-        maxlen=AUDIT_MAXLEN,
-        approximate=True,
-    )
-
-
 def _loads(raw: str | None) -> object:
     if raw is None:
         return None
@@ -119,19 +68,9 @@ def _loads(raw: str | None) -> object:
         return raw
 
 
-class Accessor:
-    """What every typed accessor of the schema holds: the client, the key names
-    and who its writes are recorded as (in the audit log and alert ownership)."""
-
-    def __init__(
-        self, client: aioredis.Redis, keys: KeySpace | None = None, *, actor: str = "unknown"
-    ) -> None:
-        self.redis = client
-        self.keys = keys or KeySpace()
-        self.actor = actor
-
-
 class StateStore(Accessor):
+    """The routing state's one write path (`_mutate`) and its reads."""
+
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         return await guarded(op)
 
