@@ -35,13 +35,7 @@ def parse(kind: Any, raw: Any, *, name: str, zero_ok: bool = False) -> Any:
     """`raw` as a value of the annotation `kind`; numbers must be above 0 unless `zero_ok`."""
     origin = get_origin(kind)
     if origin is Union or isinstance(kind, types.UnionType):
-        inner = [a for a in get_args(kind) if a is not type(None)]
-        if len(inner) != 1:
-            raise TypeError(f"setting {name}: only X | None unions are supported, not {kind}")
-        # An empty variable means unset, as shells commonly mean by `SMTP_HOST=`.
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            return None
-        return parse(inner[0], raw, name=name, zero_ok=zero_ok)
+        return _optional(kind, raw, name=name, zero_ok=zero_ok)
     if origin is tuple:
         return tuple(parse(get_args(kind)[0], item, name=name, zero_ok=zero_ok) for item in _items(raw))
     if kind is bool:
@@ -49,17 +43,28 @@ def parse(kind: Any, raw: Any, *, name: str, zero_ok: bool = False) -> Any:
     if kind is int or kind is float:
         return _number(kind, raw, seconds=name.endswith("_s"), zero_ok=zero_ok)
     if kind is str:
-        if not isinstance(raw, str):
-            raise Expected("a string")
-        return raw.strip()
+        return _text(raw)
     parser = getattr(kind, "parse", None)
-    if isinstance(kind, type) and callable(parser):
-        if isinstance(raw, kind):
-            return raw
-        if not isinstance(raw, str):
-            raise Expected("a string")
-        return parser(raw.strip())
-    raise TypeError(f"setting {name}: no parser for {kind}")
+    if not isinstance(kind, type) or not callable(parser):
+        raise TypeError(f"setting {name}: no parser for {kind}")
+    # A value type such as Address: its `parse(text)` raises Expected with its form.
+    return raw if isinstance(raw, kind) else parser(_text(raw))
+
+
+def _optional(kind: Any, raw: Any, *, name: str, zero_ok: bool) -> Any:
+    inner = [a for a in get_args(kind) if a is not type(None)]
+    if len(inner) != 1:
+        raise TypeError(f"setting {name}: only X | None unions are supported, not {kind}")
+    # An empty variable means unset, as shells commonly mean by `SMTP_HOST=`.
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    return parse(inner[0], raw, name=name, zero_ok=zero_ok)
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise Expected("a string")
+    return raw.strip()
 
 
 def _items(raw: Any) -> list[str]:

@@ -58,10 +58,9 @@ def load(
         settings, tables = read_file(file, spec.section, spec.tables, spec.error)
         for key, raw in settings.items():
             values[key] = loader.from_file(key, raw, file)
-    env_names = loader.env_names()
     # The aliases first: a program's own PREFIX_NAME wins over a shared name such as REDIS_URL.
-    for key, raw in sorted((env or {}).items(), key=lambda kv: (kv[0] not in env_names, kv[0])):
-        name = loader.env_setting(key, env_names)
+    for key, raw in sorted((env or {}).items(), key=lambda kv: (kv[0] not in loader.env_names, kv[0])):
+        name = loader.env_setting(key)
         if name is not None:
             values[name] = loader.coerce(name, raw, key)
     for key, raw in (flags or {}).items():
@@ -101,6 +100,8 @@ class _Loader:
         self.kinds = {
             f.name: hints[f.name] for f in dataclasses.fields(spec.target) if f.name not in spec.skip
         }
+        # Variable -> setting, for the variables outside PREFIX_NAME (and the secrets').
+        self.env_names = {**spec.aliases, **{var: name for name, var in spec.secrets.items()}}
 
     def from_file(self, key: str, raw: Any, file: Path) -> Any:
         if key in self.spec.secrets:
@@ -119,14 +120,10 @@ class _Loader:
             raise self.error(f"unknown setting {key!r} from {flag}")
         return self.coerce(key, raw, flag)
 
-    def env_names(self) -> dict[str, str]:
-        """Variable -> setting, for the variables outside PREFIX_NAME (and the secrets')."""
-        return {**self.spec.aliases, **{var: name for name, var in self.spec.secrets.items()}}
-
-    def env_setting(self, key: str, env_names: Mapping[str, str]) -> str | None:
+    def env_setting(self, key: str) -> str | None:
         """The setting `key` sets; None if it is not ours; an error if it is ours but wrong."""
-        if key in env_names:
-            return env_names[key]
+        if key in self.env_names:
+            return self.env_names[key]
         prefix = self.spec.env_prefix
         if not key.startswith(prefix) or key.startswith(tuple(self.spec.env_passed)):
             return None
@@ -137,14 +134,14 @@ class _Loader:
         if own is not None and self.spec.alias_only:
             raise self.error(f"{key} is not read: set {own} instead")
         if name not in self.kinds:
-            raise self.error(f"unknown environment setting {key}: known are {self._known_env(env_names)}")
+            raise self.error(f"unknown environment setting {key}: known are {self._known_env()}")
         return name
 
-    def _known_env(self, env_names: Mapping[str, str]) -> str:
+    def _known_env(self) -> str:
         spec = self.spec
         own = set(spec.secrets) | (set(spec.aliases.values()) if spec.alias_only else set())
         prefixed = "|".join(sorted(n.upper() for n in self.kinds if n not in own))
-        named = sorted(env_names)
+        named = sorted(self.env_names)
         return ", ".join([*named, f"{spec.env_prefix}<{prefixed}>", *spec.env_passed.values()])
 
     def coerce(self, name: str, raw: Any, source: str) -> Any:
