@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
 from monitor.ruleconfig import ENV_RULE_PREFIX, build_rules
 from monitor.rules import Rule
-from state import InvalidValue, parse_host_name
+from settings import LOG_FORMAT, LOG_LEVEL, REDIS_URL, Expected, Spec, at_most, choice, load, prefixed
+from state import parse_host_name
 from state.hosts import parse_role
 from state.keys import DEFAULT_PREFIX
 
@@ -36,7 +36,6 @@ ENV_NAMES = {
     "ALERT_TO": "alert_to",
 }
 _SECRETS = {"smtp_password": "SMTP_PASSWORD", "webhook_url": "MONITOR_WEBHOOK_URL"}
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,88 +82,44 @@ class MonitorConfig:
         return tuple(s for s in (self.smtp_password, self.webhook_url) if s)
 
 
-_SETTINGS = {f.name: f.type for f in fields(MonitorConfig) if f.name != "rules"}
-
-
-def _coerce(name: str, raw: Any, source: str) -> Any:
-    kind = _SETTINGS[name]
-    where = f"{name} (from {source})"
-    if isinstance(raw, str) and raw == "" and "None" in kind:
-        return None
-    if kind in ("float", "int", "int | None"):
-        try:
-            if isinstance(raw, bool):
-                raise ValueError
-            number = float(raw) if kind == "float" else int(str(raw).strip())
-        except (TypeError, ValueError) as exc:
-            whole = "whole " if kind.startswith("int") else ""
-            raise ConfigError(f"{where} is {raw!r}: use a positive {whole}number") from exc
-        if not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{where} is {raw!r}: use a positive number")
-        if name == "smtp_port" and number > 65535:
-            raise ConfigError(f"{where} is {raw!r}: use a port 1-65535")
-        return number
-    if name == "alert_to":
-        items = raw if isinstance(raw, list) else str(raw).split(",")
-        addresses = tuple(str(a).strip() for a in items if str(a).strip())
-        for address in addresses:
-            _check_address(address, where)
-        return addresses
-    if not isinstance(raw, str):
-        raise ConfigError(f"{where} is {raw!r}: use a string")
-    value = raw.strip()
-    try:
-        if name == "role":
-            return parse_role(value)
-        if name == "name":
-            return parse_host_name(value)
-    except InvalidValue as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    if name == "alert_from":
-        _check_address(value, where)
-    if name == "source" and not (value == "system" or (value.startswith("pid:") and value[4:].isdigit())):
-        raise ConfigError(f"{where} is {raw!r}: use system or pid:N (a process id)")
-    if name == "smtp_security" and value not in SECURITY_PORTS:
-        raise ConfigError(f"{where} is {raw!r}: use starttls, tls or none")
-    if name == "redis_url" and not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{where} is {raw!r}: use redis://host:port/db")
-    if name == "webhook_url" and not value.startswith(("http://", "https://")):
-        # The URL is a secret: name the variable, not the value.
-        raise ConfigError(f"{name} (from {source}) is not an http:// or https:// URL")
-    if name == "log_level":
-        value = value.upper()
-        if value not in _LOG_LEVELS:
-            raise ConfigError(f"{where} is {raw!r}: use one of {', '.join(_LOG_LEVELS)}")
-    if name == "log_format" and value not in ("text", "json"):
-        raise ConfigError(f"{where} is {raw!r}: use text or json")
+def _source(value: str) -> str:
+    if not (value == "system" or (value.startswith("pid:") and value[4:].isdigit())):
+        raise Expected("system or pid:N (a process id)")
     return value
 
 
-def _check_address(address: str, where: str) -> None:
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or any(c in address for c in " <>,\r\n"):
-        raise ConfigError(f"{where} has {address!r}: use a plain address such as ops@example.com")
+def _address(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain or any(c in value for c in " <>,\r\n"):
+        raise Expected("a plain address such as ops@example.com")
+    return value
 
 
-def _read_file(file: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings, rule tables) of a config file."""
-    try:
-        data = tomllib.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-    rules = data.pop("rules", {})
-    if not isinstance(rules, dict):
-        raise ConfigError(f"rules in {file} must be tables: [rules.NAME]")
-    section = data
-    if "monitor" in data:
-        section = data.pop("monitor")
-        if not isinstance(section, dict):
-            raise ConfigError(f"[monitor] in {file} must be a table of settings")
-        if data:
-            raise ConfigError(
-                f"{', '.join(sorted(data))} in {file} must go under [monitor] (or drop [monitor])"
-            )
-    return section, rules
+SPEC = Spec(
+    target=MonitorConfig,
+    section="monitor",
+    env_prefix=ENV_PREFIX,
+    error=ConfigError,
+    aliases=ENV_NAMES,
+    alias_only=True,
+    secrets=_SECRETS,
+    checks={
+        "role": parse_role,
+        "name": parse_host_name,
+        "source": _source,
+        "smtp_port": at_most(65535, form="a port 1-65535"),
+        "smtp_security": choice(*SECURITY_PORTS, form="starttls, tls or none"),
+        "alert_from": _address,
+        "alert_to": _address,
+        "webhook_url": prefixed("http://", "https://", form="an http:// or https:// URL"),
+        "redis_url": REDIS_URL,
+        "log_level": LOG_LEVEL,
+        "log_format": LOG_FORMAT,
+    },
+    skip=frozenset({"rules"}),  # built by monitor.ruleconfig from [rules.NAME] and MONITOR_RULE_*
+    tables={"rules": "[rules.NAME]"},
+    env_passed={ENV_RULE_PREFIX: ENV_RULE_PREFIX + "<RULE>_<FIELD>"},
+)
 
 
 def load_config(
@@ -172,44 +127,12 @@ def load_config(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> MonitorConfig:
-    values: dict[str, Any] = {}
-    rule_tables: dict[str, Any] = {}
-    if file is not None:
-        section, rule_tables = _read_file(file)
-        for key, raw in section.items():
-            if key in _SECRETS:
-                raise ConfigError(f"{key} may not be set in {file}: it is a secret, set {_SECRETS[key]}")
-            if key not in _SETTINGS:
-                known = ", ".join(sorted(_SETTINGS))
-                raise ConfigError(f"unknown setting {key!r} in {file}: known are {known} and [rules.NAME]")
-            values[key] = _coerce(key, raw, str(file))
-    rule_env: dict[str, str] = {}
-    for key, raw in sorted((env or {}).items()):
-        if key in ENV_NAMES:
-            values[ENV_NAMES[key]] = _coerce(ENV_NAMES[key], raw, key)
-        elif key.startswith(ENV_RULE_PREFIX):
-            rule_env[key] = raw
-        elif key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            own = next((k for k, v in ENV_NAMES.items() if v == name), None)
-            if own is not None:
-                raise ConfigError(f"{key} is not read: set {own} instead")
-            if name not in _SETTINGS:
-                raise ConfigError(f"unknown environment setting {key}: known are {_env_names()}")
-            values[name] = _coerce(name, raw, key)
-    for key, raw in (flags or {}).items():
-        if raw is not None:
-            values[key] = _coerce(key, raw, "--" + key.replace("_", "-"))
-    rules = build_rules(values.get("role"), rule_tables, str(file), rule_env)
-    config = MonitorConfig(**values, rules=rules)
+    loaded = load(SPEC, file, env, flags)
+    rule_env = {k: v for k, v in sorted((env or {}).items()) if k.startswith(ENV_RULE_PREFIX)}
+    rules = build_rules(loaded.values.get("role"), loaded.tables.get("rules", {}), str(file), rule_env)
+    config = MonitorConfig(**loaded.values, rules=rules)
     _check_mail(config)
     return config
-
-
-def _env_names() -> str:
-    own = [k for k in ENV_NAMES if k != "REDIS_URL"]
-    others = [ENV_PREFIX + n.upper() for n in _SETTINGS if n not in ENV_NAMES.values()]
-    return ", ".join([*own, *others, ENV_PREFIX + "RULE_<RULE>_<FIELD>"])
 
 
 def _check_mail(c: MonitorConfig) -> None:

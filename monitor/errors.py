@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from settings import SettingsError
+
 
 class MonitorError(Exception):
     """Root of every error raised by the monitor package."""
 
 
-class ConfigError(MonitorError, ValueError):
+class ConfigError(MonitorError, SettingsError):
     """A setting or rule that cannot be used; the message names it and the accepted form."""
 
 

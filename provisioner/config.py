@@ -7,15 +7,14 @@ environment variables: a file or a flag naming one is an error.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
+from settings import LOG_FORMAT, LOG_LEVEL, Spec, choice, load
 from state.keys import DEFAULT_PREFIX
 
 ENV_PREFIX = "PROVISIONER_"
@@ -117,81 +116,29 @@ SECRETS = {
     "webhook_secret": "PROVISIONER_WEBHOOK_SECRET",
     "push_webhook_secret": "PROVISIONER_PUSH_WEBHOOK_SECRET",
 }
-# Variables with their own well-known names besides PROVISIONER_*.
-_ENV_ALIASES = {
-    "REDIS_URL": "redis_url",
-    "DIGITALOCEAN_END_POINT": "digitalocean_end_point",
-    **{v: k for k, v in SECRETS.items()},
-}
-_CHOICES: Mapping[str, tuple[str, ...]] = {
-    "provider": ("", *PROVIDERS),
-    "digitalocean_address": ("public", "private"),
-    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
-    "log_format": ("text", "json"),
-}
-_MAY_BE_ZERO = {
-    "production_min",
-    "staging_min",
-    "cooldown_s",
-    "scale_in_cooldown_s",
-    "digitalocean_api_retries",
-}
+SPEC = Spec(
+    target=ProvisionerConfig,
+    section="provisioner",
+    env_prefix=ENV_PREFIX,
+    error=ConfigError,
+    # Variables with their own well-known names besides PROVISIONER_*.
+    aliases={"REDIS_URL": "redis_url", "DIGITALOCEAN_END_POINT": "digitalocean_end_point"},
+    secrets=SECRETS,
+    checks={
+        "provider": choice("", *PROVIDERS),
+        "digitalocean_address": choice("public", "private"),
+        "log_level": LOG_LEVEL,
+        "log_format": LOG_FORMAT,
+    },
+    zero_ok=frozenset(
+        {"production_min", "staging_min", "cooldown_s", "scale_in_cooldown_s", "digitalocean_api_retries"}
+    ),
+)
+
 # An MD5 fingerprint or a numeric id: anything else makes python-digitalocean upload a new key.
 _SSH_KEY = re.compile(r"\d+|(?:[0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}")
 _TAG = re.compile(r"[A-Za-z0-9:_-]{1,255}")
 _NAME_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,15}")
-
-
-def _coerce(name: str, kind: str, raw: Any, source: str) -> Any:
-    where = f"{name} (from {source})"
-    if kind in ("str", "str | None"):
-        if not isinstance(raw, str):
-            raise ConfigError(f"{where} is {raw!r}: use a string")
-        value = raw.strip()
-        choices = _CHOICES.get(name)
-        if name == "log_level":
-            value = value.upper()
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{where} is {raw!r}: use one of {', '.join(c for c in choices if c)}")
-        return value
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{where} is {raw!r}: use true or false")
-    if kind == "tuple[str, ...]":
-        if isinstance(raw, str):
-            items = [p.strip() for p in raw.split(",") if p.strip()]
-        elif isinstance(raw, list | tuple) and all(isinstance(p, str | int) for p in raw):
-            items = [str(p).strip() for p in raw]
-        else:
-            raise ConfigError(
-                f"{where} is {raw!r}: use a list of strings (comma-separated in the environment)"
-            )
-        return tuple(items)
-    may_be_zero = name in _MAY_BE_ZERO
-    number: float | int
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        if kind == "int":
-            number = int(raw.strip()) if isinstance(raw, str) else raw
-            if not isinstance(number, int):
-                raise ValueError
-        else:
-            number = float(raw)
-        if not math.isfinite(number) or not (number >= 0 if may_be_zero else number > 0):
-            raise ValueError
-    except (TypeError, ValueError) as exc:
-        what = "number of seconds" if kind == "float" else "whole number"
-        raise ConfigError(
-            f"{where} is {raw!r}: use a {what}, {'0 or more' if may_be_zero else 'above 0'}"
-        ) from exc
-    return number
 
 
 def _check(config: ProvisionerConfig) -> ProvisionerConfig:
@@ -256,45 +203,4 @@ def load_config(
     base: Mapping[str, Any] | None = None,
 ) -> ProvisionerConfig:
     """`base` holds defaults only known at run time (this interpreter, the temp dir)."""
-    kinds = {f.name: str(f.type) for f in fields(ProvisionerConfig)}
-    values: dict[str, Any] = dict(base or {})
-    if file is not None:
-        for key, raw in _file_settings(file).items():
-            if key in SECRETS:
-                raise ConfigError(f"{key} may not be set in {file}: it is a secret, set {SECRETS[key]}")
-            if key not in kinds:
-                raise ConfigError(f"unknown setting {key!r} in {file}: known are {', '.join(sorted(kinds))}")
-            values[key] = _coerce(key, kinds[key], raw, str(file))
-    for key, raw in (env or {}).items():
-        if key in _ENV_ALIASES:
-            name = _ENV_ALIASES[key]
-            value = _coerce(name, kinds[name], raw, key)
-            # An empty secret is unset, as shells commonly mean by `DIGITALOCEAN_TOKEN=`.
-            values[name] = (value or None) if name in SECRETS else value
-        elif key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            if name in SECRETS and key != SECRETS[name]:
-                raise ConfigError(f"{key} is not read: the {name} comes only from {SECRETS[name]}")
-            if name not in kinds:
-                raise ConfigError(f"unknown environment setting {key}: known are {ENV_PREFIX}<SETTING>")
-            values[name] = _coerce(name, kinds[name], raw, key)
-    for key, raw in (flags or {}).items():
-        if raw is not None:
-            values[key] = _coerce(key, kinds[key], raw, "--" + key.replace("_", "-"))
-    return _check(ProvisionerConfig(**values))
-
-
-def _file_settings(file: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-    if "provisioner" not in data:
-        return data
-    section = data["provisioner"]
-    others = sorted(set(data) - {"provisioner"})
-    if not isinstance(section, dict):
-        raise ConfigError(f"[provisioner] in {file} must be a table of settings")
-    if others:
-        raise ConfigError(f"{', '.join(others)} in {file} must go under [provisioner] (or drop the table)")
-    return section
+    return _check(ProvisionerConfig(**load(SPEC, file, env, flags, base).values))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from settings import SettingsError
+
 
 class ProvisionerError(Exception):
     """Root of every error the provisioner raises."""
 
 
-class ConfigError(ProvisionerError, ValueError):
+class ConfigError(ProvisionerError, SettingsError):
     """A setting that cannot be used; the message names it and the accepted form."""
 
 

@@ -45,20 +45,7 @@ class ProxyApp:
         )
         self.ctx = ProxyContext(
             self.mirror,
-            Limits(
-                connect_timeout_s=config.connect_timeout_s,
-                read_timeout_s=config.read_timeout_s,
-                keepalive_timeout_s=config.keepalive_timeout_s,
-                header_timeout_s=config.header_timeout_s,
-                max_header_bytes=config.max_header_bytes,
-                max_body_bytes=config.max_body_bytes,
-                retry_budget_ratio=config.retry_budget_ratio,
-                outlier_consecutive_failures=config.outlier_consecutive_failures,
-                outlier_base_ejection_s=config.outlier_base_ejection_s,
-                outlier_max_ejection_s=config.outlier_max_ejection_s,
-                allow_override=config.canary_override,
-                bucket_cookie_max_age_s=config.bucket_cookie_max_age_s,
-            ),
+            Limits.from_config(config),
             control=disable_handler(self.store, config.admin_token),
         )
         self.registry = CollectorRegistry()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.balancer import Balancer
+from proxy.config import ProxyConfig
 from proxy.logs import AccessLog
 from proxy.outlier import Outliers
 from proxy.retry import RetryBudget
@@ -45,20 +46,32 @@ class LocalReply:
 ControlHandler = Callable[["Exchange"], Awaitable[LocalReply]]
 
 
+_DEFAULT = ProxyConfig()
+# Limits' names that differ from ProxyConfig's.
+_CONFIG_NAME = {"allow_override": "canary_override"}
+
+
 @dataclass(slots=True)
 class Limits:
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 60.0
-    keepalive_timeout_s: float = 75.0
-    allow_override: bool = True
-    bucket_cookie_max_age_s: int = 30 * 24 * 3600
-    header_timeout_s: float = 10.0
-    max_header_bytes: int = 64 * 1024
-    max_body_bytes: int = 1024**3
-    retry_budget_ratio: float = 0.2
-    outlier_consecutive_failures: int = 5
-    outlier_base_ejection_s: float = 10.0
-    outlier_max_ejection_s: float = 300.0
+    """The settings the request path reads, flat in slots; each default is ProxyConfig's."""
+
+    connect_timeout_s: float = _DEFAULT.connect_timeout_s
+    read_timeout_s: float = _DEFAULT.read_timeout_s
+    keepalive_timeout_s: float = _DEFAULT.keepalive_timeout_s
+    allow_override: bool = _DEFAULT.canary_override
+    bucket_cookie_max_age_s: int = _DEFAULT.bucket_cookie_max_age_s
+    header_timeout_s: float = _DEFAULT.header_timeout_s
+    max_header_bytes: int = _DEFAULT.max_header_bytes
+    max_body_bytes: int = _DEFAULT.max_body_bytes
+    retry_budget_ratio: float = _DEFAULT.retry_budget_ratio
+    outlier_consecutive_failures: int = _DEFAULT.outlier_consecutive_failures
+    outlier_base_ejection_s: float = _DEFAULT.outlier_base_ejection_s
+    outlier_max_ejection_s: float = _DEFAULT.outlier_max_ejection_s
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> Limits:
+        names = (f.name for f in dataclasses.fields(cls))
+        return cls(**{name: getattr(config, _CONFIG_NAME.get(name, name)) for name in names})
 
 
 class ProxyContext:

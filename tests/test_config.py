@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import Address, ConfigError, ProxyConfig, load_config
+from proxy.context import Limits
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -227,3 +228,36 @@ def test_config_is_frozen() -> None:
     config = load_config()
     with pytest.raises(AttributeError):
         config.redis_url = "redis://elsewhere:1/0"  # type: ignore[misc]
+
+
+def test_limits_take_every_request_path_setting_from_the_config() -> None:
+    # Not the defaults: each one differs, so a limit wired to the wrong setting shows.
+    env = {
+        "PROXY_CONNECT_TIMEOUT_S": "1.5",
+        "PROXY_READ_TIMEOUT_S": "2.5",
+        "PROXY_KEEPALIVE_TIMEOUT_S": "3.5",
+        "PROXY_HEADER_TIMEOUT_S": "4.5",
+        "PROXY_CANARY_OVERRIDE": "false",
+        "PROXY_BUCKET_COOKIE_MAX_AGE_S": "60",
+        "PROXY_MAX_HEADER_BYTES": "1000",
+        "PROXY_MAX_BODY_BYTES": "2000",
+        "PROXY_RETRY_BUDGET_RATIO": "0.5",
+        "PROXY_OUTLIER_CONSECUTIVE_FAILURES": "7",
+        "PROXY_OUTLIER_BASE_EJECTION_S": "5.5",
+        "PROXY_OUTLIER_MAX_EJECTION_S": "6.5",
+    }
+    assert Limits.from_config(load_config(env=env)) == Limits(
+        connect_timeout_s=1.5,
+        read_timeout_s=2.5,
+        keepalive_timeout_s=3.5,
+        header_timeout_s=4.5,
+        allow_override=False,
+        bucket_cookie_max_age_s=60,
+        max_header_bytes=1000,
+        max_body_bytes=2000,
+        retry_budget_ratio=0.5,
+        outlier_consecutive_failures=7,
+        outlier_base_ejection_s=5.5,
+        outlier_max_ejection_s=6.5,
+    )
+    assert Limits() == Limits.from_config(ProxyConfig())  # one source of each default
