@@ -44,7 +44,8 @@ async def test_connection_close_ends_the_connection_after_the_answer() -> None:
     wire.respond(OK)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (200, b"close")
-    assert wire.transport.closed and not wire.transport.aborted  # closed after the write, not cut
+    # Closed after the write, not cut.
+    assert (wire.transport.closed, wire.transport.aborted) == (True, False)
 
 
 async def test_pipelined_requests_are_forwarded_one_at_a_time_and_answered_in_order() -> None:
@@ -56,7 +57,7 @@ async def test_pipelined_requests_are_forwarded_one_at_a_time_and_answered_in_or
         assert wire.pool.sent().count(b"GET /") == n + 1
         wire.respond(answer(b"r%d" % n))
     assert [r.body for r in wire.responses()] == [b"r0", b"r1", b"r2"]
-    assert wire.transport.reading and not wire.transport.closed
+    assert (wire.transport.reading, wire.transport.closed) == (True, False)
 
 
 async def test_a_malformed_request_pipelined_behind_a_good_one_ends_the_connection() -> None:
