@@ -50,7 +50,6 @@ class ClientConnection(asyncio.Protocol):
         self._url: list[bytes] = []
         # Stamped by the sweep (see `sweep`), not per request: -1.0 means "since now".
         self.idle_since = -1.0
-        self.timed = ctx.access_log is not None  # exchanges note their start only for the access log
         self._tasks: set[asyncio.Task[None]] = set()
         # While a request head is arriving: since when, and how many bytes so far.
         self.head_started: float | None = None
@@ -152,7 +151,7 @@ class ClientConnection(asyncio.Protocol):
             raise HeaderTooLarge("request headers are too large")
         ex = self.receiving
         if ex is None:
-            ex = self.receiving = Exchange(self, self.parser.get_method(), b"".join(self._url), 1)
+            ex = self.receiving = Exchange(self, self.ctx, self.parser.get_method(), b"".join(self._url), 1)
         low = name.lower()
         ex.headers.append((low, name, value))
         if low not in NOTED:
@@ -184,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         ex = self.receiving
         if ex is None:
-            ex = self.receiving = Exchange(self, parser.get_method(), b"".join(self._url), 1)
+            ex = self.receiving = Exchange(self, self.ctx, parser.get_method(), b"".join(self._url), 1)
         self.head_started = None
         ex.minor = 1 if parser.get_http_version() == "1.1" else 0
         ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining

@@ -8,7 +8,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from proxy.balancer import Balancer
 from proxy.config import ProxyConfig
@@ -21,19 +21,30 @@ from state import Snapshot
 
 log = logging.getLogger("proxy")
 
-if TYPE_CHECKING:
-    from proxy.client import ClientConnection
-    from proxy.exchange import Exchange
-
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
-BUFFER_HIGH_BYTES = 256 * 1024
-# A request body up to this size is kept until the response starts, so the
-# request can be retried on another backend; a larger one is not retried.
-REPLAY_MAX_BYTES = 64 * 1024
-
 
 class SnapshotSource(Protocol):
     snapshot: Snapshot
+
+
+class Connection(Protocol):
+    """What the context (and the app, when it stops) needs of a client connection."""
+
+    def sweep(self, now: float) -> None: ...
+    def close_if_idle(self) -> bool: ...
+    def abort(self) -> None: ...
+
+
+class ControlRequest(Protocol):
+    """What the handler of a control URL reads of the request."""
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def target(self) -> bytes: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes, bytes]]: ...
+    @property
+    def peer(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +53,8 @@ class LocalReply:
     body: bytes
 
 
-# (exchange) -> reply; used for the public control URLs such as /disable/1
-ControlHandler = Callable[["Exchange"], Awaitable[LocalReply]]
+# (request) -> reply; used for the public control URLs such as /disable/1
+ControlHandler = Callable[[ControlRequest], Awaitable[LocalReply]]
 
 
 _DEFAULT = ProxyConfig()
@@ -102,7 +113,7 @@ class ProxyContext:
         self._view = Snapshot()
         self.loop = asyncio.get_running_loop()
         self.access_log: AccessLog | None = None
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[Connection] = set()
         self.no_connections = asyncio.Event()
         self.no_connections.set()
         self.draining = False

@@ -6,9 +6,8 @@ import json
 from urllib.parse import parse_qs
 
 from proxy.auth import authorize, bearer
-from proxy.context import ControlHandler, LocalReply
+from proxy.context import ControlHandler, ControlRequest, LocalReply
 from proxy.errors import BadRequest, ProxyError, StateUnreachable
-from proxy.exchange import Exchange
 from state import StateStore, StateUnavailable
 
 DISABLE_FLAG = "disableSET"
@@ -25,7 +24,7 @@ class MethodNotAllowed(ProxyError):
 
 
 def disable_handler(store: StateStore, admin_token: str | None) -> ControlHandler:
-    async def handle(ex: Exchange) -> LocalReply:
+    async def handle(ex: ControlRequest) -> LocalReply:
         path, _, query = ex.target.decode("latin-1").partition("?")
         if path not in ("/disable/1", "/disable/0"):
             raise NotFound(f"{path} is not a control URL: use /disable/1 or /disable/0")
@@ -36,9 +35,9 @@ def disable_handler(store: StateStore, admin_token: str | None) -> ControlHandle
         )
         tokens = parse_qs(query).get("token")
         presented = bearer(authorization) or (tokens[0] if tokens else None)
-        authorize(admin_token, presented, ex.client.peer.decode())
+        authorize(admin_token, presented, ex.peer.decode())
         on = path.endswith("/1")
-        writer = StateStore(store.redis, store.keys, actor=f"public:{ex.client.peer.decode()}")
+        writer = StateStore(store.redis, store.keys, actor=f"public:{ex.peer.decode()}")
         try:
             change = await writer.set_flag(DISABLE_FLAG, on)
         except StateUnavailable as exc:

@@ -6,20 +6,41 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from proxy.context import BUFFER_HIGH_BYTES, IDEMPOTENT, REPLAY_MAX_BYTES, LocalReply
+from proxy.context import LocalReply, ProxyContext
 from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
 from proxy.forward import interim_head, request_head, response_head, switch_head
 from proxy.http1 import LAST_CHUNK, chunk, simple_response
 from proxy.routing import BUCKET_COOKIE, NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import TunnelPeer, UpstreamConnection
 from state import Snapshot
 
-if TYPE_CHECKING:
-    from proxy.client import ClientConnection
-
 log = logging.getLogger("proxy")
+
+# Methods a retry cannot make happen twice; any other needs an Idempotency-Key.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+# Request body held while no upstream connection takes it; above this, reading pauses.
+BUFFER_HIGH_BYTES = 256 * 1024
+# A request body up to this size is kept until the response starts, so the
+# request can be retried on another backend; a larger one is not retried.
+REPLAY_MAX_BYTES = 64 * 1024
+
+
+class ClientSide(TunnelPeer, Protocol):
+    """What an exchange needs of the client connection it arrived on: a place to
+    write, flow control, a home for its tasks, and callbacks for its end. (uvicorn's
+    RequestResponseCycle gets the same, never the protocol object.)"""
+
+    @property
+    def peer(self) -> bytes: ...
+    @property
+    def closed(self) -> bool: ...
+    def abort(self) -> None: ...
+    def run_task(self, coro: Awaitable[None]) -> None: ...
+    def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None: ...
+    def exchange_finished(self, ex: Exchange) -> None: ...
+    def finish_early(self, ex: Exchange) -> None: ...
 
 
 class Exchange:
@@ -32,6 +53,7 @@ class Exchange:
         "chunked",
         "client",
         "cookie",
+        "ctx",
         "decision",
         "expects_body",
         "framing",
@@ -62,8 +84,11 @@ class Exchange:
         "version",
     )
 
-    def __init__(self, client: ClientConnection, method: bytes, target: bytes, minor: int) -> None:
+    def __init__(
+        self, client: ClientSide, ctx: ProxyContext, method: bytes, target: bytes, minor: int
+    ) -> None:
         self.client = client
+        self.ctx = ctx
         self.method = method
         self.target = target
         self.minor = minor
@@ -97,14 +122,19 @@ class Exchange:
         self.retried = False
         self.reconnected = False
         self.sent_at = 0.0
-        self.started_at = client.loop.time() if client.timed else 0.0
+        # Noted only for the access log: a clock call per request is not free.
+        self.started_at = ctx.loop.time() if ctx.access_log is not None else 0.0
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
+
+    @property
+    def peer(self) -> bytes:
+        return self.client.peer
 
     # ---- request side -------------------------------------------------------
 
     def start(self) -> None:
         client = self.client
-        ctx = client.ctx
+        ctx = self.ctx
         ctx.retry_budget.deposit()
         snap = ctx.view()
         if ctx.control is not None and self.target.startswith(b"/disable/"):
@@ -134,7 +164,7 @@ class Exchange:
         self._go(ctx.balancer.pick(pool), snap)
 
     def _go(self, backend: str, snap: Snapshot) -> None:
-        ctx = self.client.ctx
+        ctx = self.ctx
         self.backend = backend
         ctx.balancer.acquire(backend)
         conn = ctx.upstreams.take_idle(backend)
@@ -145,7 +175,7 @@ class Exchange:
 
     async def _connect(self, backend: str, snap: Snapshot) -> None:
         try:
-            conn = await self.client.ctx.upstreams.connect(backend)
+            conn = await self.ctx.upstreams.connect(backend)
         except ProxyError as exc:
             self._upstream_failed(exc, retry=True)
             return
@@ -157,8 +187,7 @@ class Exchange:
     def _upstream_failed(self, exc: ProxyError, *, retry: bool) -> None:
         """The attempt on `self.backend` failed before any response byte: count it
         against the backend and, when safe and within budget, try another one."""
-        client = self.client
-        ctx = client.ctx
+        ctx = self.ctx
         backend = self.backend
         if backend is not None:
             ctx.upstream_failed(backend, self.version)
@@ -167,19 +196,24 @@ class Exchange:
             and not self.retried
             and self.replay is not None
             and not self.response_started
-            and not client.closed
+            and not self.client.closed
             and backend is not None
         ):
             snap = ctx.view()
             others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
             if others and ctx.retry_budget.withdraw():
                 self.retried = True
-                ctx.balancer.release(backend)
-                self.head_sent = False
-                self.body, self.replay = [*self.replay, *self.body], []
-                self._go(ctx.balancer.pick(others), snap)
+                self._replay(backend, ctx.balancer.pick(others), snap)
                 return
         self.fail(exc)
+
+    def _replay(self, failed: str, backend: str, snap: Snapshot) -> None:
+        """Send the request again, its body from the first byte, to `backend`."""
+        assert self.replay is not None
+        self.ctx.balancer.release(failed)
+        self.head_sent = False
+        self.body, self.replay = [*self.replay, *self.body], []
+        self._go(backend, snap)
 
     def _send(self, conn: UpstreamConnection, snap: Snapshot) -> None:
         self.upstream = conn
@@ -204,7 +238,7 @@ class Exchange:
             self.client.resume("buffer")
         if self.request_done and self.chunked:
             conn.write(LAST_CHUNK)
-        self.sent_at = self.client.loop.time()
+        self.sent_at = self.ctx.loop.time()
 
     def request_body(self, data: bytes) -> None:
         if self.head_sent:
@@ -235,7 +269,6 @@ class Exchange:
     # ---- response side (ResponseSink) ---------------------------------------
 
     def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None:
-        client = self.client
         if status == 101 and self.upgrade is not None:
             self.status = status
             self.response_started = True
@@ -247,8 +280,8 @@ class Exchange:
             return
         self.status = status
         self.response_started = True
-        ctx = client.ctx
-        ctx.stats.observe_latency(self.version, client.loop.time() - self.sent_at)
+        ctx = self.ctx
+        ctx.stats.observe_latency(self.version, ctx.loop.time() - self.sent_at)
         if self.backend is not None:
             if status >= 500:
                 ctx.upstream_failed(self.backend, self.version)
@@ -291,7 +324,7 @@ class Exchange:
         conn, self.upstream = self.upstream, None
         if conn is not None:
             if self.request_done and conn.reusable:
-                self.client.ctx.upstreams.release(conn)
+                self.ctx.upstreams.release(conn)
             else:
                 conn.close()
         self.response_done = True
@@ -321,10 +354,7 @@ class Exchange:
             # race every keep-alive client has: not the backend's fault, and the
             # request did not reach it, so a fresh connection to it is safe.
             self.reconnected = True
-            self.head_sent = False
-            self.body, self.replay = [*self.replay, *self.body], []
-            self.client.ctx.balancer.release(self.backend)
-            self._go(self.backend, self.client.ctx.view())
+            self._replay(self.backend, self.backend, self.ctx.view())
             return
         if not isinstance(exc, ProxyError):
             exc = BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
@@ -351,10 +381,7 @@ class Exchange:
         self.client.resume("upstream")
 
     def first_byte_timeout(self) -> None:
-        conn, self.upstream = self.upstream, None
-        if conn is not None:
-            conn.sink = None
-            conn.close()
+        self.abandon()
         # The backend may be working on it still: never retried.
         self._upstream_failed(
             GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend), retry=False
@@ -372,10 +399,7 @@ class Exchange:
 
     def fail(self, exc: ProxyError) -> None:
         """Answer with the error's own response, or cut the connection if too late."""
-        conn, self.upstream = self.upstream, None
-        if conn is not None:
-            conn.sink = None
-            conn.close()
+        self.abandon()
         if self.response_started:
             self.client.abort()
             return
@@ -405,6 +429,7 @@ class Exchange:
             self.client.finish_early(self)
 
     def abandon(self) -> None:
+        """Cut the upstream connection: nothing more it sends belongs to this exchange."""
         conn, self.upstream = self.upstream, None
         if conn is not None:
             conn.sink = None

@@ -14,10 +14,7 @@ import logging.handlers
 import queue
 import sys
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from proxy.exchange import Exchange
+from typing import Protocol
 
 access = logging.getLogger("proxy.access")
 
@@ -52,6 +49,27 @@ def configure(level: str, fmt: str) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
+class AccessRecord(Protocol):
+    """What an access log line says of one answered request."""
+
+    @property
+    def peer(self) -> bytes: ...
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def target(self) -> bytes: ...
+    @property
+    def minor(self) -> int: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def backend(self) -> str | None: ...
+    @property
+    def retried(self) -> bool: ...
+
+
 class AccessLog:
     """Writes one line per answered request to `target` ("-" for stderr, or a file)."""
 
@@ -71,10 +89,10 @@ class AccessLog:
         access.propagate = False
         self._listener.start()
 
-    def record(self, ex: Exchange, duration_s: float) -> None:
+    def record(self, ex: AccessRecord, duration_s: float) -> None:
         method = ex.method.decode("latin-1")
         target = ex.target.decode("latin-1")
-        peer = ex.client.peer.decode("latin-1")
+        peer = ex.peer.decode("latin-1")
         if self.json:
             access.info(
                 "request",
