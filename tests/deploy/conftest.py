@@ -16,8 +16,8 @@ import pytest
 
 from provisioner.app import Parts
 from state import ServerRecord
-from tests.conftest import ROOT
 from tests.provisioner.conftest import BIN_DIR, make_parts
+from tests.support import ROOT
 
 APP_FILES = ("__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py")
 HEALTHY = 'return web.json_response({"status": "ok", "version": request.app[CONFIG].version})'

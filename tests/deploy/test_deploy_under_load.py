@@ -14,10 +14,10 @@ import pytest
 
 from provisioner.config import load_config
 from provisioner.deploy_commands import build_deployer
-from tests.conftest import ProxyProcess
 from tests.deploy.conftest import AppRepo, current, servers
-from tests.load import Load
 from tests.provisioner.conftest import BIN_DIR, PartsFactory
+from tests.support.load import Load
+from tests.support.proxy import ProxyProcess
 
 
 @pytest.mark.slow

@@ -24,9 +24,11 @@ from provisioner.signature import networks, signature
 from provisioner.webhook import PushWebhook
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
-from tests.conftest import ROOT, free_port, wait_until
 from tests.deploy.conftest import AppRepo, current, deploy_env, servers
 from tests.provisioner.conftest import PartsFactory
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 SECRET = secrets.token_hex(8)
 

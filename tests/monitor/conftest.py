@@ -25,7 +25,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from state import KeySpace
-from tests.conftest import ROOT, free_port, wait_until
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 BURNER = Path(__file__).with_name("burner.py")
 SMTP_USER, SMTP_PASSWORD = "switchyard", "pw-Zq81-never-logged"

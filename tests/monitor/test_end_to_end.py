@@ -25,7 +25,6 @@ import redis
 
 from proxy.app import ProxyApp
 from state import ScaleQueue, StateStore, connect
-from tests.conftest import ROOT, Backend, async_wait_until
 from tests.monitor.conftest import (
     KEYS,
     Burner,
@@ -42,6 +41,9 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
+from tests.support import ROOT
+from tests.support.backends import Backend
+from tests.support.wait import async_wait_until
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 

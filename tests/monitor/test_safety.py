@@ -19,7 +19,6 @@ import redis
 from aiohttp import web
 
 from state import StateStore, connect
-from tests.conftest import ROOT, RedisServer, free_port
 from tests.monitor.conftest import (
     KEYS,
     SMTP_USER,
@@ -35,6 +34,9 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 
 class ChatServer:

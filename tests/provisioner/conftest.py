@@ -23,8 +23,9 @@ import pytest
 from provisioner.app import Parts, build
 from provisioner.config import ProvisionerConfig, load_config
 from provisioner.local import app_pid
-from tests.conftest import free_port, wait_until
 from tests.provisioner.fake_do import FakeDigitalOcean
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 BIN_DIR = Path(sys.executable).parent
 TOKEN = "dop_v1_" + "stand-in-token-0123456789"  # assembled: no scanner should take it for a real one

@@ -16,8 +16,8 @@ from provisioner.app import PLAYBOOKS_DIR
 from provisioner.configure import Configurer
 from provisioner.errors import ConfigureError
 from provisioner.local import LocalProvider
-from tests.conftest import async_wait_until
 from tests.provisioner.conftest import BIN_DIR, stop_apps
+from tests.support.wait import async_wait_until
 
 
 @pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS_DIR.glob("*.yml")))

@@ -18,9 +18,9 @@ from provisioner.app import Parts
 from provisioner.do_api import DigitalOceanApi, DigitalOceanError
 from provisioner.errors import StepFailed
 from state import ServerRecord
-from tests.conftest import free_port
 from tests.provisioner.conftest import FINGERPRINT, TOKEN, PartsFactory, SshServer
 from tests.provisioner.fake_do import FakeDigitalOcean
+from tests.support.ports import free_port
 
 STEPS = ["create", "active", "reachable", "configure", "health", "register"]
 

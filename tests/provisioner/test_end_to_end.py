@@ -27,9 +27,11 @@ import pytest
 
 from provisioner.local import app_pid
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
-from tests.conftest import ROOT, async_wait_until, free_port
 from tests.monitor.conftest import BURNER
 from tests.provisioner.conftest import stop_apps
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.wait import async_wait_until
 
 MAX_REQUESTS = 30_000  # a safety cap: the phases end long before it
 PACE_S = 0.002  # between one client's requests

@@ -13,7 +13,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import ROOT, Backend, async_wait_until
+from tests.support import ROOT
+from tests.support.backends import Backend
+from tests.support.wait import async_wait_until
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 
@@ -195,7 +197,7 @@ async def test_no_backends_is_a_clear_503(proxy: ProxyApp) -> None:
 
 
 async def test_serve_as_a_subprocess(redis_url: str, store: StateStore, backends: dict[str, Backend]) -> None:
-    from tests.conftest import free_port  # noqa: PLC0415
+    from tests.support.ports import free_port  # noqa: PLC0415
 
     await store.add_backend("production", backends["production"].url)
     await store.add_backend("staging", backends["staging"].url)

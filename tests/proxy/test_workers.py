@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from state import InstanceInfo, StateStore
-from tests.conftest import Backend, ProxyProcess, async_wait_until
-from tests.load import Load
+from tests.support.backends import Backend
+from tests.support.load import Load
+from tests.support.proxy import ProxyProcess
+from tests.support.wait import async_wait_until
 
 ENV = {"PROXY_HEARTBEAT_INTERVAL_S": "0.2", "PROXY_SHUTDOWN_TIMEOUT_S": "5"}
 

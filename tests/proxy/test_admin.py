@@ -14,7 +14,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import Backend, async_wait_until, proxy_config
+from tests.support.backends import Backend
+from tests.support.proxy import proxy_config
+from tests.support.wait import async_wait_until
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 TOKEN = "s3cret"  # noqa: S105  (the test deployment's admin token, not a real secret)
