@@ -14,9 +14,9 @@ import pytest
 
 from provisioner.config import load_config
 from provisioner.deploy_commands import build_deployer
-from tests.deploy.conftest import AppRepo, current, servers
-from tests.provisioner.conftest import BIN_DIR, PartsFactory
+from tests.support.deploy import AppRepo, current, servers
 from tests.support.load import Load
+from tests.support.provisioner import BIN_DIR, PartsFactory
 from tests.support.proxy import ProxyProcess
 
 

@@ -16,8 +16,8 @@ from provisioner.health import wait_healthy
 from provisioner.local import app_pid
 from provisioner.provider import Machine
 from provisioner.releases import release_name
-from tests.deploy.conftest import AppRepo, current, releases, servers
-from tests.provisioner.conftest import PartsFactory
+from tests.support.deploy import AppRepo, current, releases, servers
+from tests.support.provisioner import PartsFactory
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from provisioner.app import PLAYBOOKS_DIR
 from provisioner.configure import SYSTEM_PATH
-from tests.provisioner.conftest import BIN_DIR
+from tests.support.provisioner import BIN_DIR
 
 
 def run(playbook: str, group: str, tmp_path: Path, **extravars: object) -> Any:

@@ -24,10 +24,10 @@ from provisioner.signature import networks, signature
 from provisioner.webhook import PushWebhook
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
-from tests.deploy.conftest import AppRepo, current, deploy_env, servers
-from tests.provisioner.conftest import PartsFactory
 from tests.support import ROOT
+from tests.support.deploy import AppRepo, current, deploy_env, servers
 from tests.support.ports import free_port
+from tests.support.provisioner import PartsFactory
 from tests.support.wait import wait_until
 
 SECRET = secrets.token_hex(8)

@@ -25,12 +25,13 @@ import redis
 
 from proxy.app import ProxyApp
 from state import ScaleQueue, StateStore, connect
-from tests.monitor.conftest import (
+from tests.support import ROOT
+from tests.support.backends import Backend
+from tests.support.mail import Inbox, SmtpServer
+from tests.support.monitor import (
     KEYS,
     Burner,
-    Inbox,
     MonitorProcess,
-    SmtpServer,
     alert_of,
     clean_env,
     failures,
@@ -41,8 +42,6 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
-from tests.support import ROOT
-from tests.support.backends import Backend
 from tests.support.wait import async_wait_until
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]

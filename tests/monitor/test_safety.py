@@ -19,13 +19,12 @@ import redis
 from aiohttp import web
 
 from state import StateStore, connect
-from tests.monitor.conftest import (
+from tests.support import ROOT
+from tests.support.mail import SMTP_USER, Inbox, SmtpServer
+from tests.support.monitor import (
     KEYS,
-    SMTP_USER,
     Burner,
-    Inbox,
     MonitorProcess,
-    SmtpServer,
     alert_of,
     failures,
     mail_env,
@@ -34,7 +33,6 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
-from tests.support import ROOT
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 

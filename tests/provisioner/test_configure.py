@@ -16,7 +16,7 @@ from provisioner.app import PLAYBOOKS_DIR
 from provisioner.configure import Configurer
 from provisioner.errors import ConfigureError
 from provisioner.local import LocalProvider
-from tests.provisioner.conftest import BIN_DIR, stop_apps
+from tests.support.provisioner import BIN_DIR, stop_apps
 from tests.support.wait import async_wait_until
 
 

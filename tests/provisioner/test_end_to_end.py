@@ -27,10 +27,10 @@ import pytest
 
 from provisioner.local import app_pid
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
-from tests.monitor.conftest import BURNER
-from tests.provisioner.conftest import stop_apps
 from tests.support import ROOT
+from tests.support.monitor import BURNER
 from tests.support.ports import free_port
+from tests.support.provisioner import stop_apps
 from tests.support.wait import async_wait_until
 
 MAX_REQUESTS = 30_000  # a safety cap: the phases end long before it

@@ -16,9 +16,9 @@ from provisioner.app import PLAYBOOKS_DIR
 from provisioner.errors import ProviderError, StepFailed
 from provisioner.local import LocalProvider, app_pid, running_in
 from provisioner.provision import PLAYBOOKS
-from tests.provisioner.conftest import PartsFactory
 from tests.support import ROOT
 from tests.support.ports import free_port
+from tests.support.provisioner import PartsFactory
 from tests.support.wait import wait_until
 
 APP_FILES = ["__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py"]

@@ -11,8 +11,8 @@ from provisioner.app import Parts
 from provisioner.local import LocalProvider
 from state import HostSample, HostStore, KeySpace, ScaleQueue, ServerRecord
 from state.model import PoolName
-from tests.provisioner.conftest import PartsFactory
 from tests.support.backends import Backend
+from tests.support.provisioner import PartsFactory
 from tests.support.wait import async_wait_until
 
 
