@@ -4,7 +4,6 @@ nothing. A sender outside the allowed networks is refused."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import signal
@@ -28,7 +27,7 @@ from tests.support import ROOT
 from tests.support.deploy import AppRepo, current, deploy_env, servers
 from tests.support.ports import free_port
 from tests.support.provisioner import PartsFactory
-from tests.support.wait import wait_until
+from tests.support.wait import eventually, wait_until
 
 SECRET = secrets.token_hex(8)
 
@@ -140,13 +139,13 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         status, answer = await post(url, good, headers(good, secret, delivery))
         assert status == 403 and answer["error"] == "replayed"
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while not await deploys.history("production"):
-            assert loop.time() < deadline, (
-                "the deploy was not recorded: " + (tmp_path / "webhook.log").read_text()
-            )
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: deploys.history("production"),
+            120,
+            "the deploy to be recorded",
+            interval_s=0.1,
+            detail=lambda: ": " + (tmp_path / "webhook.log").read_text(),
+        )
         (record,) = await deploys.history("production")
         assert record.result == "succeeded" and record.sha == sha, record.error
         assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"

@@ -31,7 +31,7 @@ from tests.support import ROOT
 from tests.support.monitor import BURNER
 from tests.support.ports import free_port
 from tests.support.provisioner import stop_apps
-from tests.support.wait import async_wait_until
+from tests.support.wait import async_wait_until, eventually
 
 MAX_REQUESTS = 30_000  # a safety cap: the phases end long before it
 PACE_S = 0.002  # between one client's requests
@@ -266,14 +266,17 @@ async def _until_async(
     check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, procs: dict[str, Proc]
 ) -> None:
     """Poll `check` against a deadline, failing early (with its output) if a process died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def alive() -> None:
         for proc in procs.values():
             if proc.name != "burner":
                 proc.alive()
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout_s}s waiting for {what}:\n{procs['worker'].out.read_text()[-3000:]}"
+
+    await eventually(
+        check,
+        timeout_s,
+        what,
+        interval_s=0.05,
+        alive=alive,
+        detail=lambda: f":\n{procs['worker'].out.read_text()[-3000:]}",
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-Predicate = Callable[[], bool | Awaitable[bool]]
+# Truthy means done; an async predicate's result is awaited first.
+Predicate = Callable[[], object]
 Check = Callable[[], None]
 
 
@@ -63,7 +64,7 @@ async def eventually(
 
 
 def wait_until(
-    predicate: Callable[[], bool],
+    predicate: Callable[[], object],
     timeout_s: float = 10.0,
     what: str = "condition",
     *,
