@@ -16,7 +16,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
 
 from provisioner.local import app_pid
 from provisioner.signature import networks, signature
@@ -163,15 +164,14 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
     assert f"delivery {delivery} replayed" in output
 
 
-async def serve(hook: PushWebhook) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(hook.app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}/push"
+async def serve(aiohttp_server: AiohttpServer, hook: PushWebhook) -> tuple[TestServer, str]:
+    server = await aiohttp_server(hook.app(), access_log=None)
+    return server, f"http://127.0.0.1:{server.port}/push"
 
 
-async def test_senders_outside_the_networks_and_big_bodies_are_refused(deploys: DeployStore) -> None:
+async def test_senders_outside_the_networks_and_big_bodies_are_refused(
+    aiohttp_server: AiohttpServer, deploys: DeployStore
+) -> None:
     started: list[str] = []
 
     async def start(env: PoolName, sha: str) -> None:
@@ -189,20 +189,20 @@ async def test_senders_outside_the_networks_and_big_bodies_are_refused(deploys: 
 
     body = event("refs/heads/main", "a" * 40, "b" * 40)
     big = b"x" * 2048
-    runner, url = await serve(hook(["10.0.0.0/8"]))
+    server, url = await serve(aiohttp_server, hook(["10.0.0.0/8"]))
     try:
         status, answer = await post(url, body, headers(body, SECRET, "d-1"))
         assert status == 403 and answer["error"] == "forbidden" and "127.0.0.1" in str(answer["message"])
     finally:
-        await runner.cleanup()
-    runner, url = await serve(hook(["127.0.0.0/8"]))
+        await server.close()
+    server, url = await serve(aiohttp_server, hook(["127.0.0.0/8"]))
     try:
         status, answer = await post(url, big, headers(big, SECRET, "d-2"))
         assert status == 413 and answer["error"] == "too_large"
         status, answer = await post(url, body, headers(body, "not s", "d-3"))
         assert status == 401
     finally:
-        await runner.cleanup()
+        await server.close()
     assert started == []
     # Refused requests were not remembered: the ids are still fresh.
     for delivery in ("d-1", "d-2", "d-3"):
