@@ -14,9 +14,9 @@ import pytest
 
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
 from state.model import PoolName
-from tests.conftest import ROOT
-from tests.deploy.conftest import GIT_ID, AppRepo, deploy_env, git, provisioner_cli
-from tests.provisioner.conftest import BIN_DIR
+from tests.support import ROOT
+from tests.support.deploy import GIT_ID, AppRepo, deploy_env, git, provisioner_cli
+from tests.support.provisioner import BIN_DIR
 
 SHA = "a" * 40
 

@@ -14,10 +14,10 @@ import pytest
 
 from provisioner.app import build_deployer
 from provisioner.config import load_config
-from tests.conftest import ProxyProcess
-from tests.deploy.conftest import AppRepo, current, servers
-from tests.load import Load
-from tests.provisioner.conftest import BIN_DIR, PartsFactory
+from tests.support.deploy import AppRepo, current, servers
+from tests.support.load import Load
+from tests.support.provisioner import BIN_DIR, PartsFactory
+from tests.support.proxy import ProxyProcess
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from devrun.commands import RedisArgs, deploy_repo_commands, hints
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 URL = "redis://127.0.0.1:7000/0"
 

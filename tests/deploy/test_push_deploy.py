@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from state import DeployStore, KeySpace, connect
-from tests.conftest import ROOT
-from tests.deploy.conftest import SICK, AppRepo, current, deploy_env, provisioner_cli, releases, servers
-from tests.provisioner.conftest import PartsFactory
+from tests.support import ROOT
+from tests.support.deploy import SICK, AppRepo, current, deploy_env, provisioner_cli, releases, servers
+from tests.support.provisioner import PartsFactory
 
 FAILED_CHECK = "app | wait until the new release answers its health check on the side port"
 

@@ -16,8 +16,8 @@ from provisioner.errors import ConfigureError
 from provisioner.health import wait_healthy
 from provisioner.scale.local import app_pid
 from provisioner.scale.provider import Machine
-from tests.deploy.conftest import AppRepo, current, releases, servers
-from tests.provisioner.conftest import PartsFactory
+from tests.support.deploy import AppRepo, current, releases, servers
+from tests.support.provisioner import PartsFactory
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import ansible_runner
 import pytest
 
 from provisioner.configure import PLAYBOOKS_DIR, SYSTEM_PATH
-from tests.provisioner.conftest import BIN_DIR
+from tests.support.provisioner import BIN_DIR
 
 
 def run(playbook: str, group: str, tmp_path: Path, **extravars: object) -> Any:

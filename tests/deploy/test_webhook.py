@@ -4,7 +4,6 @@ nothing. A sender outside the allowed networks is refused."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import signal
@@ -17,16 +16,19 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
 
 from provisioner.deploy.signature import networks, signature
 from provisioner.deploy.webhook import PushWebhook
 from provisioner.scale.local import app_pid
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
-from tests.conftest import ROOT, free_port, wait_until
-from tests.deploy.conftest import AppRepo, current, deploy_env, servers
-from tests.provisioner.conftest import PartsFactory
+from tests.support import ROOT
+from tests.support.deploy import AppRepo, current, deploy_env, servers
+from tests.support.ports import free_port
+from tests.support.provisioner import PartsFactory
+from tests.support.wait import eventually, wait_until
 
 SECRET = secrets.token_hex(8)
 
@@ -138,13 +140,13 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         status, answer = await post(url, good, headers(good, secret, delivery))
         assert status == 403 and answer["error"] == "replayed"
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while not await deploys.history("production"):
-            assert loop.time() < deadline, (
-                "the deploy was not recorded: " + (tmp_path / "webhook.log").read_text()
-            )
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: deploys.history("production"),
+            120,
+            "the deploy to be recorded",
+            interval_s=0.1,
+            detail=lambda: ": " + (tmp_path / "webhook.log").read_text(),
+        )
         (record,) = await deploys.history("production")
         assert record.result == "succeeded" and record.sha == sha, record.error
         assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"
@@ -162,15 +164,14 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
     assert f"delivery {delivery} replayed" in output
 
 
-async def serve(hook: PushWebhook) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(hook.app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}/push"
+async def serve(aiohttp_server: AiohttpServer, hook: PushWebhook) -> tuple[TestServer, str]:
+    server = await aiohttp_server(hook.app(), access_log=None)
+    return server, f"http://127.0.0.1:{server.port}/push"
 
 
-async def test_senders_outside_the_networks_and_big_bodies_are_refused(deploys: DeployStore) -> None:
+async def test_senders_outside_the_networks_and_big_bodies_are_refused(
+    aiohttp_server: AiohttpServer, deploys: DeployStore
+) -> None:
     started: list[str] = []
 
     async def start(env: PoolName, sha: str) -> None:
@@ -188,20 +189,20 @@ async def test_senders_outside_the_networks_and_big_bodies_are_refused(deploys: 
 
     body = event("refs/heads/main", "a" * 40, "b" * 40)
     big = b"x" * 2048
-    runner, url = await serve(hook(["10.0.0.0/8"]))
+    server, url = await serve(aiohttp_server, hook(["10.0.0.0/8"]))
     try:
         status, answer = await post(url, body, headers(body, SECRET, "d-1"))
         assert status == 403 and answer["error"] == "forbidden" and "127.0.0.1" in str(answer["message"])
     finally:
-        await runner.cleanup()
-    runner, url = await serve(hook(["127.0.0.0/8"]))
+        await server.close()
+    server, url = await serve(aiohttp_server, hook(["127.0.0.0/8"]))
     try:
         status, answer = await post(url, big, headers(big, SECRET, "d-2"))
         assert status == 413 and answer["error"] == "too_large"
         status, answer = await post(url, body, headers(body, "not s", "d-3"))
         assert status == 401
     finally:
-        await runner.cleanup()
+        await server.close()
     assert started == []
     # Refused requests were not remembered: the ids are still fresh.
     for delivery in ("d-1", "d-2", "d-3"):

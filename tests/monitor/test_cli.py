@@ -16,8 +16,9 @@ import pytest
 from monitor.cli import main
 from monitor.status import HostReport, render
 from state import HostSample, HostStore, KeySpace, MonitorStore, NotifierStatus, connect
-from tests.conftest import ROOT, free_port
-from tests.monitor.conftest import clean_env
+from tests.support import ROOT
+from tests.support.monitor import clean_env
+from tests.support.ports import free_port
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -25,13 +25,13 @@ import redis
 
 from proxy.app import ProxyApp
 from state import ScaleQueue, StateStore, connect
-from tests.conftest import ROOT, Backend, async_wait_until
-from tests.monitor.conftest import (
+from tests.support import ROOT
+from tests.support.backends import Backend
+from tests.support.mail import Inbox, SmtpServer
+from tests.support.monitor import (
     KEYS,
     Burner,
-    Inbox,
     MonitorProcess,
-    SmtpServer,
     alert_of,
     clean_env,
     failures,
@@ -42,6 +42,7 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
+from tests.support.wait import async_wait_until
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 

@@ -13,8 +13,8 @@ import pytest
 from monitor.errors import DeliveryError
 from monitor.mailer import SmtpSettings, compose, send
 from monitor.notice import Notice, body, slack_payload, subject
-from tests.conftest import free_port
-from tests.monitor.conftest import SMTP_PASSWORD, SMTP_USER, Inbox, SmtpServer
+from tests.support.mail import SMTP_PASSWORD, SMTP_USER, Inbox, SmtpServer
+from tests.support.ports import free_port
 
 FIRING = Notice(
     kind="firing",

@@ -19,14 +19,12 @@ import redis
 from aiohttp import web
 
 from state import StateStore, connect
-from tests.conftest import ROOT, RedisServer, free_port
-from tests.monitor.conftest import (
+from tests.support import ROOT
+from tests.support.mail import SMTP_USER, Inbox, SmtpServer
+from tests.support.monitor import (
     KEYS,
-    SMTP_USER,
     Burner,
-    Inbox,
     MonitorProcess,
-    SmtpServer,
     alert_of,
     failures,
     mail_env,
@@ -35,6 +33,8 @@ from tests.monitor.conftest import (
     rules_file,
     until,
 )
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 
 class ChatServer:

@@ -11,7 +11,7 @@ import pytest
 
 from monitor.errors import SampleError
 from monitor.sampler import ProcessSource, Reading, Source, SystemSource, open_source
-from tests.monitor.conftest import Burner
+from tests.support.monitor import Burner
 
 
 async def test_system_source_reads_percentages() -> None:

@@ -18,8 +18,9 @@ from aiohttp import web
 
 from provisioner.notify import SIGNATURE_HEADER, sign
 from provisioner.scale.local import app_pid
-from tests.conftest import ROOT, free_port
-from tests.provisioner.conftest import stop_apps
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.provisioner import stop_apps
 
 TOKEN = "dop_v1_" + "cli-secret-0123456789abcdef"
 HOOK_SECRET = "whsec-" + "cli-0123456789"

@@ -15,8 +15,8 @@ import pytest
 from provisioner.configure import PLAYBOOKS_DIR, Configurer
 from provisioner.errors import ConfigureError
 from provisioner.scale.local import LocalProvider
-from tests.conftest import async_wait_until
-from tests.provisioner.conftest import BIN_DIR, stop_apps
+from tests.support.provisioner import BIN_DIR, stop_apps
+from tests.support.wait import async_wait_until
 
 
 @pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS_DIR.glob("*.yml")))

@@ -20,7 +20,9 @@ from provisioner.health import verdict, wait_healthy
 from provisioner.notify import SIGNATURE_HEADER, Notifier, shown, sign
 from proxy.app import ProxyApp
 from state import InstanceInfo, StateStore
-from tests.conftest import async_wait_until, free_port, proxy_config
+from tests.support.ports import free_port
+from tests.support.proxy import proxy_config
+from tests.support.wait import async_wait_until
 
 URL = "http://127.0.0.1:9100"
 

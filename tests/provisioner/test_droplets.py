@@ -18,9 +18,10 @@ from provisioner.app import Parts
 from provisioner.errors import StepFailed
 from provisioner.scale.do_api import DigitalOceanApi, DigitalOceanError
 from state import ServerRecord
-from tests.conftest import free_port
-from tests.provisioner.conftest import FINGERPRINT, TOKEN, PartsFactory, SshServer
 from tests.provisioner.fake_do import FakeDigitalOcean
+from tests.support.ports import free_port
+from tests.support.provisioner import FINGERPRINT, TOKEN, PartsFactory
+from tests.support.sshd import SshServer
 
 STEPS = ["create", "active", "reachable", "configure", "health", "register"]
 

@@ -27,9 +27,11 @@ import pytest
 
 from provisioner.scale.local import app_pid
 from state import KeySpace, ServerRecord, ServerRegistry, StateStore, connect
-from tests.conftest import ROOT, async_wait_until, free_port
-from tests.monitor.conftest import BURNER
-from tests.provisioner.conftest import stop_apps
+from tests.support import ROOT
+from tests.support.monitor import BURNER
+from tests.support.ports import free_port
+from tests.support.provisioner import stop_apps
+from tests.support.wait import async_wait_until, eventually
 
 MAX_REQUESTS = 30_000  # a safety cap: the phases end long before it
 PACE_S = 0.002  # between one client's requests
@@ -264,14 +266,17 @@ async def _until_async(
     check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, procs: dict[str, Proc]
 ) -> None:
     """Poll `check` against a deadline, failing early (with its output) if a process died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def alive() -> None:
         for proc in procs.values():
             if proc.name != "burner":
                 proc.alive()
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout_s}s waiting for {what}:\n{procs['worker'].out.read_text()[-3000:]}"
+
+    await eventually(
+        check,
+        timeout_s,
+        what,
+        interval_s=0.05,
+        alive=alive,
+        detail=lambda: f":\n{procs['worker'].out.read_text()[-3000:]}",
     )

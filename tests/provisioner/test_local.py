@@ -15,8 +15,10 @@ import pytest
 from provisioner.configure import PLAYBOOKS, PLAYBOOKS_DIR
 from provisioner.errors import ProviderError, StepFailed
 from provisioner.scale.local import LocalProvider, app_pid, running_in
-from tests.conftest import ROOT, free_port, wait_until
-from tests.provisioner.conftest import PartsFactory
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.provisioner import PartsFactory
+from tests.support.wait import wait_until
 
 APP_FILES = ["__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py"]
 

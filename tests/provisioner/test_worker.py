@@ -11,8 +11,9 @@ from provisioner.app import Parts
 from provisioner.scale.local import LocalProvider
 from state import HostSample, HostStore, KeySpace, ScaleQueue, ServerRecord
 from state.model import PoolName
-from tests.conftest import Backend, async_wait_until
-from tests.provisioner.conftest import PartsFactory
+from tests.support.backends import Backend
+from tests.support.provisioner import PartsFactory
+from tests.support.wait import async_wait_until
 
 
 async def ask(parts: Parts, pool: PoolName = "production") -> dict[str, object]:

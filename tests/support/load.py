@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.support.wait import eventually
+
 
 class NoAnswer(Exception):
     """The connection ended before any byte of a response."""
@@ -58,11 +60,13 @@ class Load:
     async def until(self, requests: int, timeout_s: float = 30.0) -> None:
         """Wait until `requests` more requests have been answered."""
         target = self.result.ok + len(self.result.failures) + requests
-        deadline = time.monotonic() + timeout_s
-        while self.result.ok + len(self.result.failures) < target:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"load stalled: {self.result.summary()}")
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: self.result.ok + len(self.result.failures) >= target,
+            timeout_s,
+            f"{requests} more answers",
+            interval_s=0.01,
+            detail=lambda: f": load stalled: {self.result.summary()}",
+        )
 
     async def stop(self) -> LoadResult:
         self._stop.set()

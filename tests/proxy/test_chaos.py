@@ -18,8 +18,10 @@ from aiohttp import web
 
 from bench.services import Service, Supervisor, start_backend
 from state import KeySpace, StateStore, connect
-from tests.conftest import ProxyProcess, RedisServer, async_wait_until
-from tests.load import Load
+from tests.support.load import Load
+from tests.support.proxy import ProxyProcess
+from tests.support.redis_server import RedisServer
+from tests.support.wait import async_wait_until
 
 CHAOS_ENV = {"PROXY_HEARTBEAT_INTERVAL_S": "0.2", "PROXY_RESYNC_INTERVAL_S": "0.2"}
 

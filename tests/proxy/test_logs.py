@@ -13,7 +13,9 @@ import aiohttp
 from proxy.app import ProxyApp
 from proxy.logs import JsonFormatter
 from state import StateStore
-from tests.conftest import Backend, ProxyProcess, async_wait_until, proxy_config
+from tests.support.backends import Backend
+from tests.support.proxy import ProxyProcess, proxy_config
+from tests.support.wait import async_wait_until
 
 
 async def test_access_log_lines_in_a_file(

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import async_wait_until, proxy_config
+from tests.support.proxy import proxy_config
+from tests.support.wait import async_wait_until
 
 
 class WsBackend:

@@ -1,6 +1,6 @@
 """A process that burns one core while its flag file exists, then idles.
 
-`python tests/monitor/burner.py FLAG MAX_S`: burns while FLAG exists, sleeps
+`python tests/support/burner.py FLAG MAX_S`: burns while FLAG exists, sleeps
 once it is removed, and exits on its own after MAX_S seconds whatever
 happens, so a test that dies cannot leave it spinning.
 """

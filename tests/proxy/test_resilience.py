@@ -12,7 +12,10 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import Backend, async_wait_until, free_port, proxy_config
+from tests.support.backends import Backend
+from tests.support.ports import free_port
+from tests.support.proxy import proxy_config
+from tests.support.wait import async_wait_until
 
 Start = Callable[..., Awaitable[ProxyApp]]
 

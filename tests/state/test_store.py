@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from state import Alert, Change, KeySpace, StateStore, StateUnavailable, connect
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 Op = Callable[[StateStore], Awaitable[Change]]
 

@@ -8,12 +8,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,24 +41,10 @@ from devrun.store import (
     redis_server_command,
 )
 from state import KeySpace
+from tests.support import ROOT, wait
+from tests.support.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 PY = "/venv/bin/python"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def poll(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def never() -> bool:
@@ -329,7 +314,9 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         argv = [*redis_server_command(binary, self.port), "--dir", str(tmp)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        poll(lambda: self.proc.poll() is None and ping(self.url), 10, f"redis-server on {self.port}")
+        wait.wait_until(
+            lambda: self.proc.poll() is None and ping(self.url), 10, f"redis-server on {self.port}"
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -436,7 +423,7 @@ def test_devrun_registers_the_apps_and_cleans_up_on_ctrl_c(redis_server: RedisSe
     devrun = start_devrun(redis_server.url, out, "--no-proxy")
     pids: list[int] = []
     try:
-        poll(
+        wait.wait_until(
             lambda: all(len(m) == 1 for m in registered(client, keys).values()) or devrun.poll() is not None,
             45,
             "both apps to be registered",
@@ -465,13 +452,17 @@ def test_devrun_serves_through_the_proxy(redis_server: RedisServer, tmp_path: Pa
     devrun = start_devrun(redis_server.url, out, "--listen", listen, "--admin-listen", admin)
     pids: list[int] = []
     try:
-        poll(lambda: "Ctrl-C stops" in out.read_text() or devrun.poll() is not None, 45, "the proxy to be up")
+        wait.wait_until(
+            lambda: "Ctrl-C stops" in out.read_text() or devrun.poll() is not None, 45, "the proxy to be up"
+        )
         assert devrun.poll() is None, out.read_text()
         pids = app_pids(registered(client, keys))
         status = json.loads(get_text(admin, "/status"))
         pids.append(int(status["proxy"]["pid"]))
         # The proxy host's monitor runs too: its first sample reaches Redis.
-        poll(lambda: client.get(keys.host("local-proxy")) is not None, 30, "the monitor's first sample")
+        wait.wait_until(
+            lambda: client.get(keys.host("local-proxy")) is not None, 30, "the monitor's first sample"
+        )
         assert json.loads(client.get(keys.host("local-proxy")))["role"] == "proxy"
         pids.append(monitor_pid(out.read_text()))
         seen = {get_text(listen, "/version") for _ in range(40)}

@@ -13,7 +13,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import ROOT, Backend, async_wait_until
+from tests.support import ROOT
+from tests.support.backends import Backend
+from tests.support.wait import async_wait_until, eventually
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 
@@ -195,7 +197,7 @@ async def test_no_backends_is_a_clear_503(proxy: ProxyApp) -> None:
 
 
 async def test_serve_as_a_subprocess(redis_url: str, store: StateStore, backends: dict[str, Backend]) -> None:
-    from tests.conftest import free_port  # noqa: PLC0415
+    from tests.support.ports import free_port  # noqa: PLC0415
 
     await store.add_backend("production", backends["production"].url)
     await store.add_backend("staging", backends["staging"].url)
@@ -224,20 +226,19 @@ async def test_serve_as_a_subprocess(redis_url: str, store: StateStore, backends
                 except aiohttp.ClientConnectionError:
                     return False
 
-            deadline = time.monotonic() + 15
-            while not await health():
+            def alive() -> None:
                 assert proc.returncode is None, "proxy exited"
-                assert time.monotonic() < deadline, "proxy did not become healthy"
-                await asyncio.sleep(0.02)
+
+            await eventually(health, 15, "the proxy to become healthy", interval_s=0.02, alive=alive)
             seen = await _versions(port, 400)
             assert set(seen) == {"production", "staging"}
             await store.set_alert("subprocess test")
-            deadline = time.monotonic() + 5
-            while True:
+
+            async def alerted() -> bool:
                 async with s.get(f"http://127.0.0.1:{admin}/status") as r:
-                    if (await r.json())["proxy"]["snapshot"]["alert"] is not None:
-                        break
-                assert time.monotonic() < deadline, "alert never reached the subprocess proxy"
+                    return (await r.json())["proxy"]["snapshot"]["alert"] is not None
+
+            await eventually(alerted, 5, "the alert to reach the subprocess proxy", interval_s=0)
             assert set(await _versions(port, 200)) == {"production"}
             status = json.loads(await (await s.get(f"http://127.0.0.1:{admin}/status")).read())
             assert status["instances"] and status["instances"][0]["listen"] == f"127.0.0.1:{port}"

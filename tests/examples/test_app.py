@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.ports import free_port
+from tests.support.procs import stop_process
+from tests.support.wait import wait_until
+
 READY_S = 15.0
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -61,26 +56,21 @@ def start_app(version: str, port: int, *, keep_stderr: bool = False) -> subproce
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
+    def alive() -> None:
         assert proc.poll() is None, f"the app exited with code {proc.returncode} before it was ready"
+
+    def healthy() -> bool:
+        alive()
         try:
-            if request(port, "GET", "/health").status == 200:
-                return
+            return request(port, "GET", "/health").status == 200
         except OSError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"the app on port {port} was not healthy after {READY_S}s")
+            return False
+
+    wait_until(healthy, READY_S, f"the app on port {port} to be healthy", interval_s=0.02)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
     if proc.stderr is not None:
         proc.stderr.close()
 

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from state import InstanceInfo, StateStore
-from tests.conftest import Backend, ProxyProcess, async_wait_until
-from tests.load import Load
+from tests.support.backends import Backend
+from tests.support.load import Load
+from tests.support.proxy import ProxyProcess
+from tests.support.wait import async_wait_until
 
 ENV = {"PROXY_HEARTBEAT_INTERVAL_S": "0.2", "PROXY_SHUTDOWN_TIMEOUT_S": "5"}
 
@@ -62,10 +64,13 @@ async def test_workers_share_the_port_and_survive_a_crash_and_a_reload(
         pids.update(await live_pids(store))
         return pids == workers
 
-    deadline = asyncio.get_running_loop().time() + 10
-    while not await three_live():
-        assert asyncio.get_running_loop().time() < deadline, f"heartbeats {pids} != workers {workers}"
-        await asyncio.sleep(0.05)
+    await async_wait_until(
+        three_live,
+        10,
+        "a heartbeat per worker",
+        interval_s=0.05,
+        detail=lambda: f": heartbeats {pids} != workers {workers}",
+    )
     await async_wait_until(
         lambda: all(admin_healthy(proc.admin_port + i) for i in range(3)), 10, "three admin ports"
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from state import HostSample, HostStore, KeySpace, connect
+from tests.support.wait import eventually
 
 
 async def test_latest_sample_per_host_and_history(redis_url: str) -> None:
@@ -26,13 +26,15 @@ async def test_latest_sample_per_host_and_history(redis_url: str) -> None:
     await client.aclose()
 
 
+async def none_left(hosts: HostStore) -> bool:
+    return not await hosts.hosts()
+
+
 async def test_a_silent_host_drops_out(redis_url: str) -> None:
     client = connect(redis_url)
     hosts = HostStore(client, KeySpace())
     await hosts.publish(HostSample("gone", "app", 1.0, 1.0, time.time()), ttl_s=1)
     assert [s.host for s in await hosts.hosts()] == ["gone"]
-    deadline = time.monotonic() + 5
-    while await hosts.hosts():
-        assert time.monotonic() < deadline, "the sample outlived its TTL"
-        await asyncio.sleep(0.05)  # polling Redis for the expiry, bounded by the deadline
+    # Polling Redis for the expiry, bounded by the deadline.
+    await eventually(lambda: none_left(hosts), 5, "the sample's TTL to end it", interval_s=0.05)
     await client.aclose()

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from state import StateStore
-from tests.conftest import ProxyProcess, async_wait_until
+from tests.support.proxy import ProxyProcess
+from tests.support.wait import async_wait_until
 
 GIB = 1024**3
 MIB = 1024**2

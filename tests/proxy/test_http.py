@@ -10,8 +10,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import async_wait_until, proxy_config
-from tests.rawhttp import RawBackend, Reply, exchange, headers_of, read_response
+from tests.support.proxy import proxy_config
+from tests.support.rawhttp import RawBackend, Reply, exchange, headers_of, read_response
+from tests.support.wait import async_wait_until
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ import aiohttp
 
 from proxy.app import ProxyApp
 from state import KeySpace, StateStore, connect
-from tests.conftest import Backend, RedisServer, async_wait_until, proxy_config
+from tests.support.backends import Backend
+from tests.support.proxy import proxy_config
+from tests.support.redis_server import RedisServer
+from tests.support.wait import async_wait_until
 
 
 async def test_proxy_serves_through_a_redis_outage_and_resyncs(

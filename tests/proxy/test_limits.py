@@ -10,8 +10,8 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import proxy_config
-from tests.rawhttp import RawBackend, exchange, read_response
+from tests.support.proxy import proxy_config
+from tests.support.rawhttp import RawBackend, exchange, read_response
 
 MAX_BODY = 10_000
 

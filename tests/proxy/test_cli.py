@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from state import ScaleQueue, StateStore
-from tests.conftest import free_port, json_lines, run_cli
+from tests.support.ports import free_port
+from tests.support.proxy import json_lines, run_cli
 
 Result = subprocess.CompletedProcess[str]
 

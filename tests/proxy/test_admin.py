@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,9 @@ import pytest
 
 from proxy.app import ProxyApp
 from state import StateStore
-from tests.conftest import Backend, async_wait_until, proxy_config
+from tests.support.backends import Backend
+from tests.support.proxy import proxy_config
+from tests.support.wait import async_wait_until, eventually
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 TOKEN = "s3cret"  # noqa: S105  (the test deployment's admin token, not a real secret)
@@ -99,15 +101,6 @@ def guarded_admin(guarded: ProxyApp, session: aiohttp.ClientSession) -> Admin:
     return Admin(session, f"http://127.0.0.1:{guarded.admin_port}")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.01)  # a poll interval, not a wait for the condition
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 async def audit_length(store: StateStore) -> int:
     return int(await store.redis.xlen(store.keys.audit))
 
@@ -119,7 +112,7 @@ async def test_status_reports_the_proxy_redis_and_instances(routed: Routed, admi
     async def heartbeat_seen() -> bool:
         return any(i.id == proxy.instance_id for i in await store.instances())
 
-    await eventually(heartbeat_seen, what="the proxy's heartbeat")
+    await eventually(heartbeat_seen, 5, "the proxy's heartbeat", interval_s=0.01)
     r = await admin.call("GET", "/status")
     assert r.status == 200
     assert r.body["redis"] == snap.to_json()

@@ -1,0 +1,53 @@
+"""A stand-in backend: a real aiohttp server that records what reached it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass
+class Backend:
+    """A real aiohttp server that says who it is and records what it received."""
+
+    name: str
+    url: str = ""
+    hits: int = 0
+    seen: list[dict[str, object]] = field(default_factory=list)
+    server: TestServer | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def served_by(self, server: TestServer) -> Backend:
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.port}"
+        return self
+
+    async def start(self) -> None:
+        """Serve on a free port without pytest-aiohttp (for a test that starts its own)."""
+        server = TestServer(self.app(), host="127.0.0.1")
+        await server.start_server(access_log=None)
+        self.served_by(server)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        body = await request.read()
+        record = {
+            "backend": self.name,
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_len": len(body),
+        }
+        self.seen.append(record)
+        return web.json_response(record, headers={"X-Backend": self.name})

@@ -1,0 +1,104 @@
+"""Deploys under test: a real bare repository holding the sample app, pushed to with
+real `git push`; the provisioner's commands run as a person or a hook runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from provisioner.app import Parts
+from state import ServerRecord
+from tests.support import ROOT
+
+APP_FILES = ("__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py")
+HEALTHY = 'return web.json_response({"status": "ok", "version": request.app[CONFIG].version})'
+SICK = 'return web.json_response({"status": "sick"}, status=503)'
+GIT_ID = ("-c", "user.name=Switchyard Test", "-c", "user.email=test@switchyard.invalid")
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["git", *GIT_ID, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0 or args[0] == "push", f"git {' '.join(args)}: {done.stderr}"
+    return done
+
+
+class AppRepo:
+    """The sample app's repository: a work tree and the bare repository it pushes to."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "app.git"
+        self.work = root / "app"
+        git(root, "init", "-q", "--bare", "--initial-branch=main", str(self.bare))
+        git(root, "init", "-q", "--initial-branch=main", str(self.work))
+        for name in APP_FILES:
+            target = self.work / "examples" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / "examples" / name, target)
+        git(self.work, "remote", "add", "origin", str(self.bare))
+        self.commit("the sample app")
+
+    def commit(self, message: str, *, health: str = HEALTHY) -> str:
+        """A new commit; `health` is the line the app's /health handler returns."""
+        app = self.work / "examples" / "app" / "app.py"
+        text = (ROOT / "examples" / "app" / "app.py").read_text()
+        assert HEALTHY in text, "the sample app's health handler changed: update HEALTHY"
+        app.write_text(text.replace(HEALTHY, health))
+        with (self.work / "CHANGES").open("a") as changes:
+            changes.write(message + "\n")
+        git(self.work, "add", "-A")
+        git(self.work, "commit", "-q", "-m", message)
+        return git(self.work, "rev-parse", "HEAD").stdout.strip()
+
+    def push(self, refspec: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return git(self.work, "push", "origin", refspec, env=env)
+
+
+def deploy_env(redis_url: str, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment the provisioner's commands get: this test's Redis and servers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PROVISIONER_", "GIT_")) and k not in ("REDIS_URL", "DIGITALOCEAN_TOKEN")
+    }
+    env.update(
+        REDIS_URL=redis_url,
+        PROVISIONER_LOCAL_DIR=str(tmp_path / "servers"),
+        PROVISIONER_HEALTH_TIMEOUT_S="5",
+        PROVISIONER_WORKER_ID="test",
+    )
+    env.update(settings)
+    return env
+
+
+def provisioner_cli(
+    *args: str, env: dict[str, str], timeout_s: float = 200
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+async def servers(parts: Parts, *pools: str) -> list[ServerRecord]:
+    """Local servers made by the provisioner's real steps, side by side."""
+    return list(await asyncio.gather(*(parts.provisioner.provision(p, "test") for p in pools)))  # type: ignore[arg-type]
+
+
+def current(record: ServerRecord) -> Path:
+    """The release a server's `current` link points at."""
+    return (Path(record.ref) / "current").resolve()
+
+
+def releases(record: ServerRecord) -> list[str]:
+    return sorted(p.name for p in (Path(record.ref) / "releases").iterdir())
