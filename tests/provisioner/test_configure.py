@@ -38,13 +38,15 @@ def test_both_site_playbooks_exist() -> None:
     assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {"product.yml", "staging.yml"}
 
 
-def ansible_processes() -> list[psutil.Process]:
-    """Every process of a run of ours, children or orphans (ansible-core's workers setsid)."""
+def ansible_processes(runs: Path) -> list[psutil.Process]:
+    """Every process of a run of this test's, children or orphans (ansible-core's workers
+    setsid, so parentage can't tell): each names its run directory, which lies under `runs`.
+    Runs of other test sessions on the machine lie elsewhere and are not counted."""
     found = []
     for proc in psutil.process_iter():
         try:
             if (
-                any("/sy-ansible-" in part for part in proc.cmdline())
+                any(f"{runs}/sy-ansible-" in part for part in proc.cmdline())
                 and proc.status() != psutil.STATUS_ZOMBIE
             ):
                 found.append(proc)
@@ -53,8 +55,8 @@ def ansible_processes() -> list[psutil.Process]:
     return found
 
 
-def run_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("sy-ansible-*"))
+def run_dirs(runs: Path) -> set[Path]:
+    return set(runs.glob("sy-ansible-*"))
 
 
 async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) -> None:
@@ -112,20 +114,25 @@ async def test_a_release_that_fails_its_health_check_is_removed(tmp_path: Path) 
     assert (server / "shared" / "log").is_dir()
 
 
-async def test_a_cancelled_run_ends_ansible_before_returning(tmp_path: Path) -> None:
+async def test_a_cancelled_run_ends_ansible_before_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(runs))
     provider = LocalProvider(tmp_path, sys.executable)
     machine = await provider.create("sy-prod-stop", "production")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
-    before = run_dirs()
+    before = run_dirs(runs)
     run = asyncio.create_task(
         configurer.run("product.yml", machine.name, provider.host_vars(machine), group="production")
     )
-    await async_wait_until(lambda: bool(ansible_processes()), 30, "ansible-playbook to start")
+    await async_wait_until(lambda: bool(ansible_processes(runs)), 30, "ansible-playbook to start")
     await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
     # Nothing of the run is left: no process (a worker mid-task included), no directory.
-    assert ansible_processes() == []
-    assert run_dirs() - before == set()
+    assert ansible_processes(runs) == []
+    assert run_dirs(runs) - before == set()
     stop_apps(tmp_path)
