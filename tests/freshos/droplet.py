@@ -36,6 +36,10 @@ ROOT_DIR = Path(__file__).resolve().parents[2]
 HOST_CAS = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/usr/local/share/ca-certificates"))
 
 
+# The processes this interpreter started, so it reaps them (a CLI run leaves them to init).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class DropletError(RuntimeError):
     """A droplet could not be set up, reached or stopped; the message names it."""
 
@@ -178,6 +182,7 @@ def boot(droplet: Droplet, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         start_new_session=True,  # outlives the CLI that started it; stopped by its PID
     )
     log.close()
+    _CHILDREN[proc.pid] = proc
     droplet.supervisor_pid = proc.pid
     droplet.save()
     deadline = started + timeout_s
@@ -288,13 +293,15 @@ def _start_proxy(droplet: Droplet) -> None:
         f'Allow {droplet.ip}\nLogLevel Warning\nLogFile "{droplet.home / "tinyproxy.log"}"\n'
         f'PidFile "{droplet.home / "tinyproxy.pid"}"\nDisableViaHeader Yes\n'
     )
-    proc = subprocess.Popen(
-        ["tinyproxy", "-d", "-c", str(conf)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(droplet.home / "tinyproxy.err").open("ab"),
-        start_new_session=True,
-    )
+    with (droplet.home / "tinyproxy.err").open("ab") as err:
+        proc = subprocess.Popen(
+            ["tinyproxy", "-d", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    _CHILDREN[proc.pid] = proc
     droplet.proxy_pid = proc.pid
     droplet.save()
     deadline = time.monotonic() + 10
@@ -322,6 +329,14 @@ def _is_ours(pid: int, program: str, marker: str) -> bool:
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        try:
+            child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _CHILDREN[pid] = child
+            return False
+        return True
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
