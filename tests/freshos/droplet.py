@@ -311,9 +311,9 @@ def _start_proxy(droplet: Droplet) -> None:
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = (droplet.home / "tinyproxy.err").read_text(errors="replace")
+                said = (droplet.home / "tinyproxy.err").read_text(errors="replace")
                 raise DropletError(
-                    f"tinyproxy on {droplet.host_ip}:{PROXY_PORT} did not start: {err}"
+                    f"tinyproxy on {droplet.host_ip}:{PROXY_PORT} did not start: {said}"
                 ) from None
             time.sleep(0.05)
 
