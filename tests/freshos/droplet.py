@@ -115,6 +115,7 @@ class Droplet:
             raise DropletError(f"{self.ip} routes via {dev!r}, not this droplet's veth {self.veth}: refusing")
 
     def banner(self) -> bool:
+        self.check_route()
         try:
             with socket.create_connection((self.ip, 22), timeout=1) as s:
                 return s.recv(4).startswith(b"SSH-")
