@@ -94,6 +94,7 @@ def _debootstrap(target: Path) -> None:
 
 
 def _prepare(root: Path) -> None:
+    root.chmod(0o755)  # mkdtemp made it 0700: no user but root could reach anything in it
     (root / "etc/apt/sources.list").write_text(SOURCES)
     # Each droplet gets its own host keys and machine-id, as a new server would.
     for key in (root / "etc/ssh").glob("ssh_host_*"):

@@ -37,6 +37,7 @@ def test_it_boots_systemd_to_multi_user_and_root_logs_in_with_the_key(
     assert ok(droplet, "systemctl is-active multi-user.target") == "active"
     assert ok(droplet, "systemctl is-system-running --wait") == "running"
     assert ok(droplet, "hostname") == "fresh-boot"
+    assert ok(droplet, "runuser -u nobody -- python3 -c 'print(1)'") == "1"  # not only root can use it
     assert ok(droplet, "ip -4 -o addr show dev eth0").split()[3] == f"{droplet.ip}/30"
     # Fresh: what the playbooks install is not there yet.
     assert droplet.ssh("python3 -c 'import ensurepip'").returncode != 0  # python3-venv
