@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test lint unit bench clean
+.PHONY: setup system-packages run test lint unit bench clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,12 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint unit
+# The Debian packages the suite needs (sshd, debootstrap, systemd-nspawn, ...): checked first.
+system-packages:
+	@tools/system-packages
+
+test: system-packages
+	$(MAKE) lint unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -10,6 +10,12 @@ Two habits of python-digitalocean that the spec does not allow are normalised
 before validating, as the shared README says: the trailing slash on
 collection paths and `"vpc_uuid": null` in the create body. A DELETE it sends
 with an empty JSON object as body is treated as having no body.
+
+By default a droplet is a record that turns `active` after `boot_s`, at
+127.0.0.1 (public) and 127.0.0.2 (private), where the tests' own sshd listens.
+Given a `booter` (tests/freshos: a fresh OS under systemd-nspawn), creating a
+droplet boots a real one: it stays `new` until its sshd answers, its addresses
+are the booter's, and deleting it powers it off and removes it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
@@ -34,6 +40,16 @@ from openapi_core.testing import MockRequest, MockResponse
 SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-droplets.yaml"
 SPEC_HOST = "https://api.digitalocean.com"
 _DROPLET = re.compile(r"^/v2/droplets/(\d+)$")
+
+
+class Booter(Protocol):
+    """Boots and removes real machines for the stand-in (blocking calls: run in a thread)."""
+
+    def boot(self, name: str) -> tuple[str, str]:
+        """Boot a machine called `name`; its (public, private) IPv4 addresses once sshd answers."""
+        ...
+
+    def destroy(self, name: str) -> None: ...
 
 
 @dataclass
@@ -58,10 +74,13 @@ class FakeDigitalOcean:
     calls: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     destroyed: list[int] = field(default_factory=list)
+    booter: Booter | None = None
+    boot_failures: list[str] = field(default_factory=list)
     url: str = ""
     _next_id: int = 3164000
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _boots: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.spec, self._template = _contract()
@@ -94,6 +113,8 @@ class FakeDigitalOcean:
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        for droplet_id in list(self._boots):
+            await self._tear_down(droplet_id)
 
     def alive(self) -> list[dict[str, Any]]:
         return [self._view(d) for d in self.droplets.values()]
@@ -129,6 +150,9 @@ class FakeDigitalOcean:
                 await self._stopping.wait()
                 raise web.HTTPServiceUnavailable
             return self._send(spec_request, failure.status, failure.body or _error(failure.status))
+        match = _DROPLET.match(path)
+        if method == "DELETE" and match and int(match.group(1)) in self.droplets:
+            await self._tear_down(int(match.group(1)))
         status, payload = self._route(method, path, request, data)
         return self._send(spec_request, status, payload)
 
@@ -208,7 +232,30 @@ class FakeDigitalOcean:
         droplet["size"] = {**droplet["size"], "slug": droplet["size_slug"]}
         droplet["region"] = {**droplet["region"], "slug": body.get("region", "nyc3")}
         self.droplets[droplet["id"]] = droplet
+        if self.booter is not None:
+            droplet["_booted_at"] = float("inf")  # until its sshd answers
+            self._boots[droplet["id"]] = asyncio.get_running_loop().create_task(self._boot(droplet))
         return droplet
+
+    async def _boot(self, droplet: dict[str, Any]) -> None:
+        assert self.booter is not None
+        try:
+            droplet["_public"], droplet["_private"] = await asyncio.to_thread(
+                self.booter.boot, droplet["name"]
+            )
+        except Exception as exc:  # stays `new`, as a droplet that never boots does
+            self.boot_failures.append(f"droplet {droplet['id']} ({droplet['name']}): {exc}")
+            return
+        droplet["_booted_at"] = time.monotonic()
+
+    async def _tear_down(self, droplet_id: int) -> None:
+        task = self._boots.pop(droplet_id, None)
+        if task is None or self.booter is None:
+            return
+        await asyncio.wait([task])  # a boot in its thread cannot be cancelled: let it finish
+        name = self.droplets[droplet_id]["name"] if droplet_id in self.droplets else None
+        if name is not None and "_public" in self.droplets[droplet_id]:
+            await asyncio.to_thread(self.booter.destroy, name)
 
     def _view(self, droplet: dict[str, Any]) -> dict[str, Any]:
         shown = {k: v for k, v in droplet.items() if not k.startswith("_")}
@@ -220,13 +267,13 @@ class FakeDigitalOcean:
                 networks={
                     "v4": [
                         {
-                            "ip_address": self.private_ip,
+                            "ip_address": droplet.get("_private", self.private_ip),
                             "netmask": "255.0.0.0",
                             "gateway": "nil",
                             "type": "private",
                         },
                         {
-                            "ip_address": self.public_ip,
+                            "ip_address": droplet.get("_public", self.public_ip),
                             "netmask": "255.0.0.0",
                             "gateway": "127.0.0.1",
                             "type": "public",

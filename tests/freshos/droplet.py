@@ -1,0 +1,378 @@
+"""A fresh-OS droplet: the cached root booted with systemd-nspawn in a network
+namespace of its own, reached over a veth pair, with packages only through a
+tinyproxy on the host side.
+
+Each droplet takes the first free index i (its network namespace `syfo<i>` is
+the claim: `ip netns add` fails if another process holds it) and the /30 block
+i of 10.231.0.0/16: the host side is .1 (veth `syfo<i>`, the proxy listens
+there), the droplet .2 (its `eth0`). Its files live under `home`: the overlay's
+upper dir (kept across reboots), the merged root, its keys, known_hosts, the
+proxy's config and the logs. Everything started is ended by the PID recorded
+in `home/droplet.json`, after checking that PID is still the process we started.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tests.freshos.rootfs import ensure_base_root
+
+NETWORK = ipaddress.IPv4Network("10.231.0.0/16")
+MAX_INDEX = NETWORK.num_addresses // 4 - 1
+PROXY_PORT = 3128
+BOOT_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+ROOT_DIR = Path(__file__).resolve().parents[2]
+HOST_CAS = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/usr/local/share/ca-certificates"))
+
+
+# The processes this interpreter started, so it reaps them (a CLI run leaves them to init).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class DropletError(RuntimeError):
+    """A droplet could not be set up, reached or stopped; the message names it."""
+
+
+@dataclass
+class Droplet:
+    name: str
+    home: Path
+    index: int
+    host_ip: str
+    ip: str
+    key: str  # the private key root logs in with
+    known_hosts: str
+    supervisor_pid: int = 0
+    proxy_pid: int = 0
+    booted_s: float = 0.0  # nspawn start to sshd's banner, last boot
+
+    @property
+    def netns(self) -> str:
+        return f"syfo{self.index}"
+
+    @property
+    def veth(self) -> str:
+        return f"syfo{self.index}"
+
+    @property
+    def merged(self) -> Path:
+        return self.home / "merged"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.host_ip}:{PROXY_PORT}"
+
+    def save(self) -> None:
+        (self.home / "droplet.json").write_text(json.dumps(asdict(self) | {"home": str(self.home)}))
+
+    @classmethod
+    def load(cls, home: Path) -> Droplet:
+        try:
+            data = json.loads((home / "droplet.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise DropletError(f"no droplet recorded in {home}: {exc}") from exc
+        return cls(**(data | {"home": Path(data["home"])}))
+
+    def ssh_command(self, *remote: str) -> list[str]:
+        """argv for the real ssh client logging in as root (checking the droplet's own host key)."""
+        return [
+            "ssh",
+            "-i",
+            self.key,
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"root@{self.ip}",
+            *remote,
+        ]
+
+    def ssh(self, *remote: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        self.check_route()
+        return subprocess.run(self.ssh_command(*remote), capture_output=True, text=True, timeout=timeout_s)
+
+    def check_route(self) -> None:
+        """Refuse to talk to the droplet's address unless it goes out through our own veth."""
+        out = _ip("-j", "route", "get", self.ip)
+        routes = json.loads(out)
+        dev = routes[0].get("dev") if routes else None
+        if dev != self.veth:
+            raise DropletError(f"{self.ip} routes via {dev!r}, not this droplet's veth {self.veth}: refusing")
+
+    def banner(self) -> bool:
+        self.check_route()
+        try:
+            with socket.create_connection((self.ip, 22), timeout=1) as s:
+                return s.recv(4).startswith(b"SSH-")
+        except OSError:
+            return False
+
+
+def create(name: str, home: Path, public_key: Path, private_key: Path) -> Droplet:
+    """Set up and boot a droplet; on any failure what was made is removed again."""
+    base, _ = ensure_base_root()
+    home.mkdir(parents=True, exist_ok=True)
+    index = _claim_index()
+    block = NETWORK.network_address + 4 * index
+    droplet = Droplet(
+        name, home, index, str(block + 1), str(block + 2), str(private_key), str(home / "known_hosts")
+    )
+    droplet.save()
+    try:
+        _network(droplet)
+        for sub in ("upper", "work", "merged"):
+            (home / sub).mkdir(exist_ok=True)
+        _run(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={base},upperdir={home / 'upper'},workdir={home / 'work'}",
+            str(droplet.merged),
+        )
+        _personalise(droplet, public_key.read_text())
+        _start_proxy(droplet)
+        boot(droplet)
+    except BaseException:
+        destroy(droplet)
+        raise
+    return droplet
+
+
+def boot(droplet: Droplet, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+    """Start the droplet's systemd-nspawn (under the supervisor) and wait for sshd's banner."""
+    droplet.check_route()
+    command = [
+        "systemd-nspawn",
+        "--quiet",
+        "--register=no",
+        "--keep-unit",
+        "--boot",
+        f"--directory={droplet.merged}",
+        f"--machine={droplet.name}",
+        f"--network-namespace-path=/run/netns/{droplet.netns}",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=read-only",
+    ]
+    log = (droplet.home / "console.log").open("ab")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.freshos.supervisor", str(droplet.home / "nspawn.pid"), "--", *command],
+        cwd=ROOT_DIR,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # outlives the CLI that started it; stopped by its PID
+    )
+    log.close()
+    _CHILDREN[proc.pid] = proc
+    droplet.supervisor_pid = proc.pid
+    droplet.save()
+    deadline = started + timeout_s
+    while not droplet.banner():
+        if proc.poll() is not None:
+            raise DropletError(f"droplet {droplet.name} exited ({proc.returncode}): {_tail(droplet)}")
+        if time.monotonic() > deadline:
+            raise DropletError(f"droplet {droplet.name} ({droplet.ip}): no sshd banner in {timeout_s:.0f} s")
+        time.sleep(0.1)  # polling the banner, not waiting for it
+    droplet.booted_s = time.monotonic() - started
+    droplet.save()
+
+
+def stop(droplet: Droplet, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Power the droplet off: SIGTERM to its supervisor, which asks nspawn to shut down in order."""
+    pid = droplet.supervisor_pid
+    if pid and _is_ours(pid, "tests.freshos.supervisor", str(droplet.home)):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout_s):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+    droplet.supervisor_pid = 0
+    droplet.save()
+
+
+def destroy(droplet: Droplet) -> None:
+    """Stop the droplet and its proxy and remove the mount, network and namespace (not `home`)."""
+    stop(droplet)
+    nspawn = _read_pid(droplet.home / "nspawn.pid")
+    if nspawn and _is_ours(nspawn, "systemd-nspawn", str(droplet.merged)):
+        os.kill(nspawn, signal.SIGKILL)  # its supervisor was killed before nspawn finished
+        _wait_gone(nspawn, 10)
+    if droplet.proxy_pid and _is_ours(droplet.proxy_pid, "tinyproxy", str(droplet.home)):
+        os.kill(droplet.proxy_pid, signal.SIGTERM)
+        _wait_gone(droplet.proxy_pid, 10)
+    droplet.proxy_pid = 0
+    if os.path.ismount(droplet.merged):
+        _run("umount", str(droplet.merged))
+    # Deleting the namespace deletes the veth pair with it.
+    subprocess.run(["ip", "netns", "del", droplet.netns], capture_output=True, timeout=30)
+    droplet.save()
+
+
+def _claim_index() -> int:
+    for index in range(1, MAX_INDEX):
+        done = subprocess.run(["ip", "netns", "add", f"syfo{index}"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return index
+        if "exists" not in done.stderr:
+            raise DropletError(f"ip netns add syfo{index}: {done.stderr.strip()}")
+    raise DropletError(f"no free droplet index below {MAX_INDEX}: remove stale `ip netns` syfo* namespaces")
+
+
+def _network(droplet: Droplet) -> None:
+    taken = [
+        r for r in json.loads(_ip("-j", "route", "show", "to", "match", droplet.ip)) if r["dst"] != "default"
+    ]
+    if taken:
+        raise DropletError(f"{droplet.ip} is already routed on this host ({taken}): pick another test range")
+    ns, peer = droplet.netns, f"{droplet.veth}p"
+    _ip("link", "add", droplet.veth, "type", "veth", "peer", "name", peer)
+    _ip("link", "set", peer, "netns", ns)
+    _ip("-n", ns, "link", "set", peer, "name", "eth0")
+    _ip("-n", ns, "addr", "add", f"{droplet.ip}/30", "dev", "eth0")
+    _ip("-n", ns, "link", "set", "eth0", "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+    # A default route as a droplet has (Ansible's facts look for it); the host does not
+    # forward, so nothing but the proxy on the host side is reachable.
+    _ip("-n", ns, "route", "add", "default", "via", droplet.host_ip)
+    _ip("addr", "add", f"{droplet.host_ip}/30", "dev", droplet.veth)
+    _ip("link", "set", droplet.veth, "up")
+
+
+def _personalise(droplet: Droplet, public_key: str) -> None:
+    """What a cloud's first boot gives a new server: name, identity, host keys, root's key."""
+    root = droplet.merged
+    (root / "etc/hostname").write_text(f"{droplet.name}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {droplet.name}\n::1 localhost\n")
+    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(public_key)
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    for old in (root / "etc/ssh").glob("ssh_host_*"):
+        old.unlink()
+    _run("ssh-keygen", "-A", "-f", str(root))
+    host_key = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+    Path(droplet.known_hosts).write_text(f"{droplet.ip} {' '.join(host_key)}\n")
+    # The test environment's part: packages only through the proxy, HTTPS trusting the host's CAs.
+    (root / "etc/apt/apt.conf.d/80switchyard-test-proxy").write_text(
+        f'Acquire::http::Proxy "{droplet.proxy_url}/";\nAcquire::https::Proxy "{droplet.proxy_url}/";\n'
+    )
+    (root / "etc/environment").write_text(
+        f"http_proxy={droplet.proxy_url}\nhttps_proxy={droplet.proxy_url}\n"
+        f"HTTP_PROXY={droplet.proxy_url}\nHTTPS_PROXY={droplet.proxy_url}\nno_proxy=localhost,127.0.0.1\n"
+    )
+    bundle, local = HOST_CAS
+    if bundle.is_file():
+        (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(bundle.read_bytes())
+    for cert in local.glob("*.crt") if local.is_dir() else ():
+        (root / "usr/local/share/ca-certificates" / cert.name).write_bytes(cert.read_bytes())
+
+
+def _start_proxy(droplet: Droplet) -> None:
+    conf = droplet.home / "tinyproxy.conf"
+    conf.write_text(
+        f"Port {PROXY_PORT}\nListen {droplet.host_ip}\nTimeout 600\nMaxClients 50\n"
+        f'Allow {droplet.ip}\nLogLevel Warning\nLogFile "{droplet.home / "tinyproxy.log"}"\n'
+        f'PidFile "{droplet.home / "tinyproxy.pid"}"\nDisableViaHeader Yes\n'
+    )
+    with (droplet.home / "tinyproxy.err").open("ab") as err:
+        proc = subprocess.Popen(
+            ["tinyproxy", "-d", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    droplet.proxy_pid = proc.pid
+    droplet.save()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection((droplet.host_ip, PROXY_PORT), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                said = (droplet.home / "tinyproxy.err").read_text(errors="replace")
+                raise DropletError(
+                    f"tinyproxy on {droplet.host_ip}:{PROXY_PORT} did not start: {said}"
+                ) from None
+            time.sleep(0.05)
+
+
+def _is_ours(pid: int, program: str, marker: str) -> bool:
+    """The PID still runs `program` with an argument mentioning `marker` (our droplet's files)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [a.decode(errors="replace") for a in argv]
+    return any(program in w for w in words) and any(marker in w for w in words)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        try:
+            child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _CHILDREN[pid] = child
+            return False
+        return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:  # not our child (the CLI started it): watch /proc instead
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+            except OSError:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _tail(droplet: Droplet) -> str:
+    try:
+        return (droplet.home / "console.log").read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no console log)"
+
+
+def _ip(*args: str) -> str:
+    return _run("ip", *args)
+
+
+def _run(*command: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise DropletError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
