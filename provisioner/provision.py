@@ -29,7 +29,7 @@ from state.model import PoolName
 
 log = logging.getLogger("provisioner")
 T = TypeVar("T")
-PLAYBOOKS: Mapping[str, str] = {"production": "product.yml", "staging": "staging.yml"}
+PLAYBOOKS: Mapping[str, str] = {"production": "production.yml", "staging": "staging.yml"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,7 @@ def test_the_site_playbooks_and_roles_exist() -> None:
     # Each is syntax-checked by tests/provisioner/test_configure.py, which takes every *.yml.
     assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {
         "proxy.yml",
-        "product.yml",
+        "production.yml",
         "staging.yml",
         "redis.yml",
         "rollback.yml",
