@@ -122,7 +122,10 @@ async def test_a_cancelled_run_ends_ansible_before_returning(tmp_path: Path) -> 
         configurer.run("production.yml", machine.name, provider.host_vars(machine), group="production")
     )
     await async_wait_until(lambda: bool(ansible_processes()), 30, "ansible-playbook to start")
-    await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
+    # The deploy root's folders come first; a folder in releases/ is the build under way.
+    await async_wait_until(
+        lambda: any((Path(machine.ref) / "releases").glob("*")), 30, "the release to be built"
+    )
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
