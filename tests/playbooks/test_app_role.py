@@ -79,16 +79,14 @@ def render_host(tmp_path: Path, **extravars: object) -> Any:
         "    - ansible.builtin.include_role:\n        name: app\n        tasks_from: host.yml\n"
     )
     host: dict[str, object] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    return run(
-        str(book),
-        tmp_path,
-        host,
-        switchyard_root=str(tmp_path / "root"),
-        switchyard_manage_services=False,
-        switchyard_app_dir="/srv/switchyard/h1",
-        switchyard_app_port=8000,
+    given: dict[str, Any] = {
+        "switchyard_root": str(tmp_path / "root"),
+        "switchyard_manage_services": False,
+        "switchyard_app_dir": "/srv/switchyard/h1",
+        "switchyard_app_port": 8000,
         **extravars,
-    )
+    }
+    return run(str(book), tmp_path, host, **given)
 
 
 @pytest.mark.slow
