@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ansible-lint playbooks
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

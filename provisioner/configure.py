@@ -34,7 +34,7 @@ FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 # The playbook that configures a pool's servers: run by a scale-up on a new server and
 # by a deploy on every server of the pool.
-PLAYBOOKS: Mapping[str, str] = {"production": "product.yml", "staging": "staging.yml"}
+PLAYBOOKS: Mapping[str, str] = {"production": "production.yml", "staging": "staging.yml"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from state import KeySpace, StateStore, connect
 from tests.support.backends import Backend
 from tests.support.proxy import ProxyProcess, proxy_config
 from tests.support.redis_server import RedisServer
+from tests.support.sshd import SshServer, run_sshd
 from tests.support.wait import eventually
 
 
@@ -33,6 +34,14 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """sshd on a free port of 127.0.0.1 and 127.0.0.2: the servers Ansible logs in to over
+    SSH, for the provisioner's, the deploys' and the playbooks' tests alike."""
+    with run_sshd() as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 """Ansible dynamic inventory: the servers of the production and staging pools, from Redis.
 
     ansible-inventory -i playbooks/inventory/switchyard.py --list
-    ansible-playbook -i playbooks/inventory/switchyard.py -e switchyard_app_step=list playbooks/product.yml
+    ansible-playbook -i playbooks/inventory/switchyard.py -e switchyard_app_step=list playbooks/production.yml
 
 A thin shell around `python -m provisioner inventory`, run with Switchyard's virtualenv
 (or $SWITCHYARD_PYTHON); Redis and the key prefix come from REDIS_URL and

@@ -55,7 +55,8 @@ def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]
         # pip: each release's virtualenv gets the requirements from the package index;
         # link: the image already has them for remote_python.
         "switchyard_app_venv_mode": "pip" if s.install_deps else "link",
-        "switchyard_app_system_packages": s.install_deps,
+        # Off: no packages, deploy user, systemd unit or firewall (a host without them).
+        "switchyard_manage_services": s.install_deps,
     }
     if s.ssh_private_key_file:
         found["ansible_ssh_private_key_file"] = s.ssh_private_key_file

@@ -182,8 +182,8 @@ def test_the_plan_deploys_managed_active_servers_and_skips_hand_added_ones() -> 
 
 
 def test_the_failed_task_is_read_from_ansible_s_message() -> None:
-    single = ConfigureError("product.yml on h failed at task 'app | build the release': boom")
-    double = ConfigureError("""product.yml on h failed at task "app | copy the app's files": boom""")
+    single = ConfigureError("production.yml on h failed at task 'app | build the release': boom")
+    double = ConfigureError("""production.yml on h failed at task "app | copy the app's files": boom""")
     assert failed_task(single) == "app | build the release"
     assert failed_task(double) == "app | copy the app's files"
-    assert failed_task(ConfigureError("product.yml on h timed out")) == "?"
+    assert failed_task(ConfigureError("production.yml on h timed out")) == "?"

@@ -38,7 +38,7 @@ async def test_a_release_that_dies_on_the_app_port_is_switched_back(
     release = release_name(1_800_000_000, sha)
     quick = {"switchyard_app_health_retries": 6, "switchyard_app_health_delay_s": 0.5}
     await configurer.run(
-        "product.yml",
+        "production.yml",
         server.id,
         host_vars,
         {
@@ -57,7 +57,7 @@ async def test_a_release_that_dies_on_the_app_port_is_switched_back(
     (built / "VERSION").write_text("not a version!\n")
     with pytest.raises(ConfigureError) as failed:
         await configurer.run(
-            "product.yml",
+            "production.yml",
             server.id,
             host_vars,
             {**quick, "switchyard_app_step": "activate", "switchyard_app_release": release},

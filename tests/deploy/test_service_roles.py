@@ -9,9 +9,11 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import ansible_runner
 import pytest
+from redis.connection import parse_url
 
 from provisioner.configure import PLAYBOOKS_DIR, SYSTEM_PATH
 from tests.support.provisioner import BIN_DIR
@@ -166,7 +168,7 @@ def test_the_site_playbooks_and_roles_exist() -> None:
     # Each is syntax-checked by tests/provisioner/test_configure.py, which takes every *.yml.
     assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {
         "proxy.yml",
-        "product.yml",
+        "production.yml",
         "staging.yml",
         "redis.yml",
         "rollback.yml",
@@ -179,3 +181,53 @@ def test_the_site_playbooks_and_roles_exist() -> None:
         "monitor",
         "redis",
     }
+
+
+@pytest.mark.slow
+def test_a_password_with_reserved_characters_survives_the_redis_url(tmp_path: Path) -> None:
+    """`openssl rand -base64` passwords hold "/", which Jinja's urlencode leaves as it is."""
+    secret = "a/b@c:d%e#f+g=h/" + secrets.token_hex(4)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    done = run(
+        "monitor.yml",
+        "production",
+        tmp_path,
+        switchyard_redis_host="10.0.0.5",
+        switchyard_redis_password_file=str(secret_file),
+    )
+    assert done.status == "successful", output(done)
+    line = next(
+        x
+        for x in (tmp_path / "root/etc/switchyard/switchyard.env").read_text().splitlines()
+        if x.startswith("REDIS_URL=")
+    )
+    url = line.removeprefix("REDIS_URL=")
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.path) == ("10.0.0.5", 6379, "/0")
+    assert unquote(parts.password or "") == secret
+    parsed = parse_url(url)
+    assert (parsed["host"], parsed["port"], parsed["password"]) == ("10.0.0.5", 6379, secret)
+
+
+def handlers_run(done: Any) -> set[str]:
+    """The handlers a run notified (they run at the end of the play)."""
+    return {str(e["event_data"]["handler"]) for e in done.events if e.get("event") == "playbook_on_notify"}
+
+
+@pytest.mark.slow
+def test_rerunning_the_proxy_playbook_restarts_what_changed(
+    password: tuple[str, Path], tmp_path: Path
+) -> None:
+    _, secret_file = password
+    first = run("proxy.yml", "proxy", tmp_path, switchyard_redis_password_file=str(secret_file))
+    assert first.status == "successful", output(first)
+    again = run("proxy.yml", "proxy", tmp_path, switchyard_redis_password_file=str(secret_file))
+    assert again.status == "successful", output(again)
+    assert handlers_run(again) == set()
+    # A new password reaches only the env file: both services must restart to read it.
+    secret_file.write_text("pw-" + secrets.token_hex(16))
+    changed = run("proxy.yml", "proxy", tmp_path, switchyard_redis_password_file=str(secret_file))
+    assert changed.status == "successful", output(changed)
+    assert handlers_run(changed) == {"proxy : proxy | restart", "monitor : monitor | restart"}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
 from tests.freshos.conftest import Booted, DropletFactory
 from tests.freshos.droplet import Droplet, DropletError, boot, stop
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.freshos
 

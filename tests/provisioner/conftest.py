@@ -1,4 +1,4 @@
-"""Provisioner fixtures: a real sshd on 127.0.0.1 standing in for a droplet's, the
+"""Provisioner fixtures: the
 stand-in DigitalOcean API, and the provisioner's parts built from a real config.
 
 The machinery is in tests/support; every app process the playbooks start is ended
@@ -7,21 +7,13 @@ by the pid it wrote.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.provisioner.fake_do import FakeDigitalOcean
 from tests.support.provisioner import TOKEN, PartsFactory, PartsMaker
-from tests.support.sshd import SshServer, run_sshd
-
-
-@pytest.fixture(scope="session")
-def sshd() -> Iterator[SshServer]:
-    """sshd on a free port of 127.0.0.1 and 127.0.0.2: the 'droplets' Ansible logs in to."""
-    with run_sshd() as server:
-        yield server
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_every_playbook_passes_the_syntax_check(playbook: str, tmp_path: Path) -
 
 
 def test_both_site_playbooks_exist() -> None:
-    assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {"product.yml", "staging.yml"}
+    assert {p.name for p in PLAYBOOKS_DIR.glob("*.yml")} >= {"production.yml", "staging.yml"}
 
 
 def ansible_processes(runs: Path) -> list[psutil.Process]:
@@ -65,7 +65,7 @@ async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) ->
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     with pytest.raises(ConfigureError) as failed:
         await configurer.run(
-            "product.yml",
+            "production.yml",
             machine.name,
             provider.host_vars(machine),
             {"switchyard_production_version": "not ok!"},
@@ -97,7 +97,7 @@ async def test_a_release_that_fails_its_health_check_is_removed(tmp_path: Path) 
     host_vars = {**provider.host_vars(machine), "switchyard_app_module": "examples.nothing"}  # dies at once
     with pytest.raises(ConfigureError) as failed:
         await configurer.run(
-            "product.yml",
+            "production.yml",
             machine.name,
             host_vars,
             {"switchyard_app_health_retries": 2, "switchyard_app_health_delay_s": 0.2},
@@ -125,10 +125,13 @@ async def test_a_cancelled_run_ends_ansible_before_returning(
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     before = run_dirs(runs)
     run = asyncio.create_task(
-        configurer.run("product.yml", machine.name, provider.host_vars(machine), group="production")
+        configurer.run("production.yml", machine.name, provider.host_vars(machine), group="production")
     )
     await async_wait_until(lambda: bool(ansible_processes(runs)), 30, "ansible-playbook to start")
-    await async_wait_until((Path(machine.ref) / "releases").exists, 30, "the release to be built")
+    # The deploy root's folders come first; a folder in releases/ is the build under way.
+    await async_wait_until(
+        lambda: any((Path(machine.ref) / "releases").glob("*")), 30, "the release to be built"
+    )
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run

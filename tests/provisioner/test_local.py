@@ -55,13 +55,22 @@ async def test_provision_redeploy_and_retire_a_local_server(make_parts: PartsFac
     first_pid = app_pid(server)
     assert first_pid is not None and Path(os.readlink(f"/proc/{first_pid}/cwd")) == release
 
-    # A second deploy builds a new release beside the live one, swaps `current` and
-    # restarts the app on it (the role's restart handler).
+    # Run again on the same revision, the playbook changes nothing; on another it builds
+    # a new release beside the live one, swaps `current` and restarts the app on it.
     provider = parts.provisioner.provider
     assert isinstance(provider, LocalProvider)
     machine = (await provider.list_own())[0]
-    await parts.provisioner.configurer.run(
+    again = await parts.provisioner.configurer.run(
         PLAYBOOKS["production"], record.id, provider.host_vars(machine), group="production"
+    )
+    assert again.changed == 0 and [p.name for p in (server / "releases").iterdir()] == [release.name]
+    assert app_pid(server) == first_pid
+    await parts.provisioner.configurer.run(
+        PLAYBOOKS["production"],
+        record.id,
+        provider.host_vars(machine),
+        {"switchyard_app_revision": "0" * 40},
+        group="production",
     )
     releases = sorted((server / "releases").iterdir())
     assert len(releases) == 2 and (server / "current").resolve() == releases[1]
