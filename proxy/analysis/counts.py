@@ -137,9 +137,11 @@ def _add3(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, i
 
 
 def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{value!r} is not an integer")
-    return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"{value!r} is not an integer")
 
 
 def _mapping(value: object) -> Mapping[str, object]:

@@ -98,9 +98,11 @@ class Histogram:
         return {index: n for index, n in enumerate(self.counts) if n}
 
     @classmethod
-    def from_sparse(cls, sparse: Mapping[int | str, int | str]) -> Histogram:
+    def from_sparse(cls, sparse: Mapping[int, int] | Mapping[str, int] | Mapping[str, str]) -> Histogram:
+        """From to_sparse's dict, from JSON (string keys) or a Redis hash (strings)."""
         counts = [0] * BUCKETS
-        for key, value in sparse.items():
+        items: list[tuple[int | str, int | str]] = list(sparse.items())
+        for key, value in items:
             try:
                 index, n = int(key), int(value)
             except ValueError as exc:

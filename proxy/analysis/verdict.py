@@ -47,7 +47,7 @@ class MetricVerdict:
         if self.limit is not None:
             parts.append(f"limit {show(self.limit)}")
         if self.p_value is not None:
-            parts.append(f"p={self.p_value:.3g}")
+            parts.append(f"p={self.p_value:.3g}" if self.p_value >= 1e-12 else "p<1e-12")
         return f"{head} ({self.reason}: {', '.join(parts)})"
 
 
