@@ -8,6 +8,7 @@ other.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable
 from typing import cast
@@ -15,10 +16,20 @@ from typing import cast
 import httptools
 
 from proxy.context import ProxyContext
-from proxy.errors import BadRequest, HeaderTooLarge, PayloadTooLarge, ProxyError, RequestTimeout
+from proxy.errors import (
+    BadRequest,
+    ConnectNotAllowed,
+    HeaderTooLarge,
+    PayloadTooLarge,
+    ProxyError,
+    RequestTimeout,
+    VersionNotSupported,
+)
 from proxy.exchange import Exchange
-from proxy.http1 import PROTECTED, simple_response
+from proxy.http1 import PROTECTED, simple_response, split_absolute, valid_host
 from proxy.upstream import UpstreamConnection
+
+log = logging.getLogger("proxy")
 
 # Request headers the proxy acts on; every other one is only passed along.
 NOTED = frozenset(
@@ -44,6 +55,11 @@ class ClientConnection(asyncio.Protocol):
         self.peer = b"unknown"
         self.closed = False
         self.receiving: Exchange | None = None  # being parsed
+        self.in_head = False  # between a request line and the end of its head
+        # A head accepted in this read: started once httptools has judged the whole
+        # read, so a head it rejects at its end (a bad Transfer-Encoding) never leaves.
+        self.starting: Exchange | None = None
+        self.closing = False  # we closed it: nothing more it sends is read
         self.current: Exchange | None = None  # being answered
         self.queue: deque[Exchange] = deque()
         self.paused: set[str] = set()
@@ -57,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
         # After a successful Upgrade: bytes flow raw to and from this upstream.
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_pending: list[bytes] = []
+        self.tunnel_active = False  # bytes crossed since the last sweep
 
     # ---- asyncio.Protocol ---------------------------------------------------
 
@@ -71,7 +88,10 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
+            self.tunnel_active = True
             self.tunnel.write(data)
+            return
+        if self.closing:
             return
         if self.current is not None and self.current.upgrade is not None and self.current.request_done:
             # Sent ahead of the upstream's 101: hold it for the tunnel.
@@ -85,20 +105,26 @@ class ClientConnection(asyncio.Protocol):
                 self.tunnel_pending.append(rest)
             # Nothing more to parse until the upstream answers the upgrade.
             self.pause("upgrade")
-            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._protocol_error(cause if isinstance(cause, ProxyError) else BadRequest("malformed request"))
-            return
         except httptools.HttpParserError as exc:
-            self._protocol_error(BadRequest(f"malformed request: {exc}"))
-            return
-        if self.head_started is not None:
-            # A head still incomplete: httptools buffers a header until it ends,
-            # so bound what an endless one can make it hold.
-            self.head_bytes += len(data)
-            if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
-                self._protocol_error(HeaderTooLarge("request headers are too large"))
+            version = "HTTP version" in str(exc)
+            self._protocol_error(
+                VersionNotSupported("use HTTP/1.1") if version else BadRequest(f"malformed request: {exc}")
+            )
+        else:
+            if self.head_started is not None:
+                # A head still incomplete: httptools buffers a header until it ends,
+                # so bound what an endless one can make it hold.
+                self.head_bytes += len(data)
+                if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
+                    self._protocol_error(HeaderTooLarge("request headers are too large"))
+        ex = self.starting
+        if ex is not None:
+            self.starting = None
+            if not self.closing and not ex.response_done:
+                self._start(ex)
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -136,6 +162,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = []
+        self.in_head = True
         self.head_started = -1.0  # stamped by the next sweep
         self.head_bytes = 0
 
@@ -149,6 +176,10 @@ class ClientConnection(asyncio.Protocol):
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.ctx.limits.max_header_bytes:
             raise HeaderTooLarge("request headers are too large")
+        if not self.in_head:
+            # A chunked body's trailer field: dropped, never merged into the head
+            # (which may not have left yet) nor passed on (README: trailers).
+            return
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(self, self.ctx, self.parser.get_method(), b"".join(self._url), 1)
@@ -161,6 +192,8 @@ class ClientConnection(asyncio.Protocol):
         elif low == b"x-canary":
             ex.override = value
         elif low == b"host":
+            if ex.host is not None:
+                raise BadRequest("more than one Host header")
             ex.host = value
         elif low == b"transfer-encoding":
             ex.chunked = True
@@ -185,17 +218,27 @@ class ClientConnection(asyncio.Protocol):
         if ex is None:
             ex = self.receiving = Exchange(self, self.ctx, parser.get_method(), b"".join(self._url), 1)
         self.head_started = None
-        ex.minor = 1 if parser.get_http_version() == "1.1" else 0
+        self.in_head = False
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise VersionNotSupported(f"HTTP/{version} is not supported: use HTTP/1.1")
+        ex.minor = 1 if version == "1.1" else 0
+        self._check_target(ex)
         ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
+        if ex.chunked and not ex.minor:
+            # RFC 9112 6.1: chunked from an HTTP/1.0 client is suspect framing.
+            ex.keep_alive = False
         if ex.upgrade is not None:
             if parser.should_upgrade():
                 # Whatever the upstream answers, this connection is not reused for HTTP.
                 ex.keep_alive = False
             else:
                 ex.upgrade = None
+        if self.closing:
+            return
         if self.current is None:
             self.current = ex
-            ex.start()
+            self.starting = ex
         else:
             self.queue.append(ex)
             self.pause("pipeline")
@@ -250,6 +293,8 @@ class ClientConnection(asyncio.Protocol):
             self.resume("upstream")
             self.resume("buffer")
         if not ex.keep_alive or self.ctx.draining:
+            self.closing = True
+            self.queue.clear()
             if self.transport is not None and not self.closed:
                 self.transport.close()
             return
@@ -258,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
             if not self.queue:
                 self.resume("pipeline")
             self.current = nxt
-            nxt.start()
+            self._start(nxt)
         else:
             self.idle_since = -1.0
 
@@ -267,6 +312,7 @@ class ClientConnection(asyncio.Protocol):
             self._release(ex)
             self.current = None
             self.queue.clear()
+            self.closing = True
             if self.transport is not None and not self.closed:
                 self.transport.close()
 
@@ -293,6 +339,37 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     # ---- internals ----------------------------------------------------------
+
+    def _check_target(self, ex: Exchange) -> None:
+        """RFC 9112 3.2: the target's form and the Host field, before anything leaves."""
+        if ex.method == b"CONNECT":
+            raise ConnectNotAllowed("CONNECT is not supported by this proxy")
+        target = ex.target
+        if target[:1] != b"/" and not (target == b"*" and ex.method == b"OPTIONS"):
+            split = split_absolute(target)
+            if split is None:
+                raise BadRequest("the request target is neither a path nor an http URI")
+            # RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
+            ex.target, ex.host = split
+            ex.headers = [h for h in ex.headers if h[0] != b"host"]
+            ex.headers.append((b"host", b"Host", ex.host))
+        elif ex.host is None:
+            if ex.minor:
+                raise BadRequest("the request has no Host header")
+        elif not valid_host(ex.host):
+            raise BadRequest("the Host header is not a valid host[:port]")
+
+    def _start(self, ex: Exchange) -> None:
+        """Start answering `ex`; whatever goes wrong answers it or ends the connection."""
+        try:
+            ex.start()
+        except Exception:
+            log.exception("request failed peer=%s", self.peer.decode())
+            ex.keep_alive = False
+            try:
+                ex.fail(ProxyError("the proxy failed to handle this request"))
+            except Exception:
+                self.abort()
 
     def _release(self, ex: Exchange) -> None:
         if ex.status:
@@ -323,7 +400,8 @@ class ClientConnection(asyncio.Protocol):
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
         elif (
-            current.head_sent
+            current.request_done
+            and current.head_sent
             and not current.response_started
             and current.upstream is not None
             and now - current.sent_at > limits.read_timeout_s
@@ -342,7 +420,8 @@ class ClientConnection(asyncio.Protocol):
             current.fail(exc)
             return
         if current is None or current.response_done:
-            self.write(simple_response(exc.status, exc.body(), close=True))
+            self.write(simple_response(exc.status, exc.body(), close=True, extra=exc.extra))
+            self.closing = True
             if self.transport is not None:
                 self.transport.close()
         else:

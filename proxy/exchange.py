@@ -236,9 +236,10 @@ class Exchange:
                 self._write_body(piece)
             self.body = []
             self.client.resume("buffer")
-        if self.request_done and self.chunked:
-            conn.write(LAST_CHUNK)
-        self.sent_at = self.ctx.loop.time()
+        if self.request_done:
+            if self.chunked:
+                conn.write(LAST_CHUNK)
+            self.sent_at = self.ctx.loop.time()
 
     def request_body(self, data: bytes) -> None:
         if self.head_sent:
@@ -262,8 +263,12 @@ class Exchange:
 
     def request_complete(self) -> None:
         self.request_done = True
-        if self.head_sent and self.chunked and self.upstream is not None:
-            self.upstream.write(LAST_CHUNK)
+        if self.head_sent:
+            # The response timer starts here: a client slow to send its body is
+            # not the backend's delay.
+            self.sent_at = self.ctx.loop.time()
+            if self.chunked and self.upstream is not None:
+                self.upstream.write(LAST_CHUNK)
         self._maybe_finish()
 
     # ---- response side (ResponseSink) ---------------------------------------
@@ -281,7 +286,8 @@ class Exchange:
         self.status = status
         self.response_started = True
         ctx = self.ctx
-        ctx.stats.observe_latency(self.version, ctx.loop.time() - self.sent_at)
+        if self.request_done:
+            ctx.stats.observe_latency(self.version, ctx.loop.time() - self.sent_at)
         if self.backend is not None:
             if status >= 500:
                 ctx.upstream_failed(self.backend, self.version)
@@ -415,9 +421,10 @@ class Exchange:
         self.status = status
         self.response_started = True
         self.response_done = True
-        if self.expects_body and not self.request_done:
-            # Answered before the body arrived: rather than read and drop an
-            # unknown amount, end the connection after this answer.
+        if self.expects_body and not (self.request_done and self.head_sent):
+            # Answered before the body arrived, or without passing it on: rather
+            # than read and drop an unknown amount, or read what follows a refused
+            # request, end the connection after this answer.
             self.keep_alive = False
         self.client.write(simple_response(status, body, close=not self.keep_alive))
         self._maybe_finish()
