@@ -37,14 +37,22 @@ class TunnelPeer(Protocol):
     def finish(self) -> None: ...
 
 
+# The default cap on a response head (`max_response_header_bytes`).
+MAX_HEAD_BYTES = 64 * 1024
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "awaiting",
         "backend",
         "closed",
         "got_bytes",
+        "head_bytes",
         "headers",
+        "max_head",
         "no_body",
         "parser",
+        "partial",
         "paused",
         "reusable",
         "sink",
@@ -53,8 +61,15 @@ class UpstreamConnection(asyncio.Protocol):
         "used",
     )
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
         self.backend = backend
+        self.max_head = max_head_bytes
+        # While a response head is awaited, httptools is fed whole heads only: it
+        # grows a header value split over reads by concatenation, which is
+        # quadratic; so a head arriving in pieces waits here, bounded, until it ends.
+        self.awaiting = False
+        self.partial = bytearray()
+        self.head_bytes = 0  # of the head httptools has called back for
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -76,7 +91,28 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
+        if self.sink is None:
+            # Nothing was asked: an idle connection that speaks is closing or broken.
+            self.close()
+            return
         self.got_bytes = True
+        if self.awaiting:
+            partial = self.partial
+            if partial:
+                scan = len(partial) - 3
+                partial += data
+                if partial.find(b"\r\n\r\n", scan) < 0:
+                    if len(partial) > self.max_head:
+                        self._too_large()
+                    return
+                data = bytes(partial)
+                partial.clear()
+            elif data.find(b"\r\n\r\n") < 0:
+                if len(data) > self.max_head:
+                    self._too_large()
+                    return
+                partial += data
+                return
         try:
             self.parser.feed_data(data)
             if self.sink is not None:
@@ -89,12 +125,26 @@ class UpstreamConnection(asyncio.Protocol):
                 sink.on_upstream_upgrade(data[upgrade.args[0] :])
             else:
                 self.close()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._invalid(cause if isinstance(cause, BadGateway) else BadGateway(f"{self.backend}: {exc}"))
         except httptools.HttpParserError as exc:
-            self.reusable = False
-            self.close()
-            sink, self.sink = self.sink, None
-            if sink is not None:
-                sink.on_upstream_lost(BadGateway(f"invalid response from {self.backend}: {exc}"))
+            self._invalid(BadGateway(f"invalid response from {self.backend}: {exc}"))
+
+    def _invalid(self, exc: BadGateway) -> None:
+        self.reusable = False
+        self.close()
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_upstream_lost(exc)
+
+    def _too_large(self) -> None:
+        self._invalid(
+            BadGateway(
+                f"the response head from {self.backend} is larger than {self.max_head} bytes",
+                backend=self.backend,
+            )
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -126,13 +176,25 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.headers = []
+        self.head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.awaiting:
+            return  # a trailer field: the head it would belong to has gone
+        # Several heads in one read (1xx, then the final one) reach httptools whole.
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.max_head:
+            raise BadGateway(
+                f"the response head from {self.backend} is larger than {self.max_head} bytes",
+                backend=self.backend,
+            )
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
+        if status >= 200 or status == 101:
+            self.awaiting = False
         minor = 1 if parser.get_http_version() == "1.1" else 0
         if not parser.should_keep_alive():
             self.reusable = False
@@ -164,6 +226,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.no_body = no_body
         self.got_bytes = False
+        self.awaiting = True
         self.used += 1
         assert self.transport is not None
         self.transport.write(data)
@@ -205,8 +268,11 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per backend, most recently used first."""
 
-    def __init__(self, *, connect_timeout_s: float, max_idle_per_backend: int) -> None:
+    def __init__(
+        self, *, connect_timeout_s: float, max_idle_per_backend: int, max_head_bytes: int = MAX_HEAD_BYTES
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
+        self.max_head_bytes = max_head_bytes
         self.max_idle = max_idle_per_backend
         self.idle: defaultdict[str, list[UpstreamConnection]] = defaultdict(list)
         self._addresses: dict[str, tuple[str, int]] = {}
@@ -220,15 +286,22 @@ class UpstreamPool:
         return None
 
     async def connect(self, backend: str) -> UpstreamConnection:
-        host, port = self._address(backend)
+        max_head = self.max_head_bytes
         loop = asyncio.get_running_loop()
         try:
+            host, port = self._address(backend)
             async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(backend), host, port)
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(backend, max_head), host, port
+                )
         except TimeoutError as exc:
             raise GatewayTimeout(f"connecting to {backend} timed out", backend=backend) from exc
         except OSError as exc:
             raise BadGateway(f"cannot connect to {backend}: {exc.strerror or exc}", backend=backend) from exc
+        except Exception as exc:
+            # Whatever stops a connect (UnicodeError from IDNA for a bad host label,
+            # ValueError for a bad port) is a failed connect: 502, retry, ejection as usual.
+            raise BadGateway(f"cannot connect to {backend}: {exc!r}", backend=backend) from exc
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
