@@ -119,7 +119,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.sink.on_upstream_flush()
         except httptools.HttpParserUpgrade as upgrade:
             self.reusable = False
-            sink = self.sink
+            # Read again: the parse may have ended the exchange.
+            sink: ResponseSink | None = self.sink
             if sink is not None:
                 sink.on_upstream_flush()
                 sink.on_upstream_upgrade(data[upgrade.args[0] :])
