@@ -53,6 +53,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b"unknown"
+        self.trusted = False
         self.closed = False
         self.receiving: Exchange | None = None  # being parsed
         self.in_head = False  # between a request line and the end of its head
@@ -83,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
+            self.trusted = self.ctx.trusts(self.peer)
         self.ctx.connections.add(self)
         self.ctx.no_connections.clear()
 

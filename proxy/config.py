@@ -84,9 +84,10 @@ class ProxyConfig:
     access_log: str = "off"
 
 
-def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+def _network(value: str) -> str:
+    """One of `trusted_proxies` (the loader checks each item of a list)."""
     try:
-        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+        return str(ipaddress.ip_network(value, strict=False))
     except ValueError as exc:
         raise Expected("addresses or networks such as 10.0.0.0/8,192.0.2.7") from exc
 
@@ -104,7 +105,7 @@ SPEC = Spec(
         "redis_url": REDIS_URL,
         "log_level": LOG_LEVEL,
         "log_format": LOG_FORMAT,
-        "trusted_proxies": _networks,
+        "trusted_proxies": _network,
     },
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),

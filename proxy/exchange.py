@@ -35,6 +35,8 @@ class ClientSide(TunnelPeer, Protocol):
     @property
     def peer(self) -> bytes: ...
     @property
+    def trusted(self) -> bool: ...  # the peer is one of `trusted_proxies`
+    @property
     def closed(self) -> bool: ...
     def abort(self) -> None: ...
     def run_task(self, coro: Awaitable[None]) -> None: ...
@@ -228,6 +230,7 @@ class Exchange:
             flags_on=snap.flags_on,
             chunked=self.chunked,
             upgrade=self.upgrade,
+            trusted=self.client.trusted,
         )
         conn.send(self, head, self.method == b"HEAD")
         self.head_sent = True

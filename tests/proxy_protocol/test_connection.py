@@ -164,5 +164,15 @@ async def test_a_failed_upstream_answer_before_the_body_ends_the_connection() ->
 
 async def test_the_peer_address_is_forwarded() -> None:
     wire = Wire()
-    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
-    assert b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" in wire.pool.sent()
+    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 10.0.0.1\r\n\r\n")
+    sent = wire.pool.sent()
+    assert b"X-Forwarded-For: 127.0.0.1\r\n" in sent and b"X-Real-IP: 127.0.0.1\r\n" in sent
+    assert b"10.0.0.1" not in sent
+
+
+async def test_a_trusted_proxys_forwarded_for_is_appended_to() -> None:
+    wire = Wire(Limits(trusted_proxies=("127.0.0.0/8",)))
+    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nForwarded: for=10.0.0.1\r\n\r\n")
+    sent = wire.pool.sent()
+    assert b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" in sent
+    assert b'Forwarded: for=10.0.0.1, for=127.0.0.1;host="h";proto=http\r\n' in sent
