@@ -318,6 +318,11 @@ class ClientConnection(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.close()
 
+    def relay(self, data: bytes) -> None:
+        """Bytes from the far side of the tunnel."""
+        self.tunnel_active = True
+        self.write(data)
+
     def finish(self) -> None:
         """The tunnel's far side ended: close once what is queued is written."""
         self.tunnel = None
@@ -327,6 +332,7 @@ class ClientConnection(asyncio.Protocol):
     def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None:
         """The upstream switched protocols: from now on, relay bytes both ways."""
         self.tunnel = upstream
+        self.idle_since = -1.0
         if first:
             self.write(first)
         pending, self.tunnel_pending = self.tunnel_pending, []
@@ -387,6 +393,16 @@ class ClientConnection(asyncio.Protocol):
         which is far cheaper than a timer armed and cancelled per request."""
         current = self.current
         limits = self.ctx.limits
+        tunnel = self.tunnel
+        if tunnel is not None:
+            # A tunnel's bytes set a flag, not a timestamp: the sweep reads the clock.
+            if self.tunnel_active or self.idle_since < 0:
+                self.tunnel_active = False
+                self.idle_since = now
+            elif now - self.idle_since > limits.tunnel_idle_timeout_s:
+                tunnel.finish()
+                self.finish()
+            return
         if current is None:
             # Timestamps are taken here, a few times a second, rather than on every
             # request: the limits are then up to one sweep interval late, and the

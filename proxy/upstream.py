@@ -31,7 +31,7 @@ class ResponseSink(Protocol):
 class TunnelPeer(Protocol):
     """The client side of a tunnel after a 101."""
 
-    def write(self, data: bytes) -> None: ...
+    def relay(self, data: bytes) -> None: ...  # bytes from the upstream
     def pause(self, reason: str) -> None: ...
     def resume(self, reason: str) -> None: ...
     def finish(self) -> None: ...
@@ -89,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
-            self.tunnel.write(data)
+            self.tunnel.relay(data)
             return
         if self.sink is None:
             # Nothing was asked: an idle connection that speaks is closing or broken.
