@@ -182,29 +182,6 @@ class Exchange(ResponseSide):
             return
         self._send(conn, snap)
 
-    def upstream_failed(self, exc: ProxyError, *, retry: bool) -> None:
-        """The attempt on `self.backend` failed before any response byte: count it
-        against the backend and, when safe and within budget, try another one."""
-        ctx = self.ctx
-        backend = self.backend
-        if backend is not None:
-            ctx.upstream_failed(backend, self.version)
-        if (
-            retry
-            and not self.retried
-            and self.replay is not None
-            and not self.response_started
-            and not self.client.closed
-            and backend is not None
-        ):
-            snap = ctx.view()
-            others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
-            if others and ctx.retry_budget.withdraw():
-                self.retried = True
-                self.replay_on(backend, ctx.balancer.pick(others), snap)
-                return
-        self.fail(exc)
-
     def replay_on(self, failed: str, backend: str, snap: Snapshot) -> None:
         """Send the request again, its body from the first byte, to `backend`."""
         assert self.replay is not None

@@ -1,5 +1,6 @@
 """The response side of an exchange: what its upstream connection reports (the
-`ResponseSink` calls), relayed to the client with the framing the client needs."""
+`ResponseSink` calls), relayed to the client with the framing the client needs,
+and a failed attempt counted against its backend and retried when safe."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Answering(Protocol):
     decision: Decision | None
     replay: list[bytes] | None
     reconnected: bool
+    retried: bool
     sent_at: float
 
     def upstream_failed(self, exc: ProxyError, *, retry: bool) -> None: ...
@@ -68,6 +70,29 @@ class ResponseSide:
     __slots__ = ()
     # mypy takes the methods' assignments for this class's own attributes: say what it is.
     upstream: UpstreamConnection | None
+
+    def upstream_failed(self: Answering, exc: ProxyError, *, retry: bool) -> None:
+        """The attempt on `self.backend` failed before any response byte: count it
+        against the backend and, when safe and within budget, try another one."""
+        ctx = self.ctx
+        backend = self.backend
+        if backend is not None:
+            ctx.upstream_failed(backend, self.version)
+        if (
+            retry
+            and not self.retried
+            and self.replay is not None
+            and not self.response_started
+            and not self.client.closed
+            and backend is not None
+        ):
+            snap = ctx.view()
+            others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
+            if others and ctx.retry_budget.withdraw():
+                self.retried = True
+                self.replay_on(backend, ctx.balancer.pick(others), snap)
+                return
+        self.fail(exc)
 
     def on_upstream_head(
         self: Answering, status: int, minor: int, headers: list[tuple[bytes, bytes]]
