@@ -15,9 +15,9 @@ from proxy.balancer import Balancer
 from proxy.config import ProxyConfig
 from proxy.logs import AccessLog
 from proxy.outlier import Outliers
+from proxy.pool import UpstreamPool
 from proxy.retry import RetryBudget
 from proxy.stats import Stats
-from proxy.upstream import UpstreamPool
 from state import Snapshot
 
 log = logging.getLogger("proxy")

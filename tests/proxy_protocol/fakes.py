@@ -17,7 +17,8 @@ import httptools
 
 from proxy.client import ClientConnection
 from proxy.context import Limits, ProxyContext
-from proxy.upstream import MAX_HEAD_BYTES, UpstreamConnection, UpstreamPool
+from proxy.pool import UpstreamPool
+from proxy.upstream import MAX_HEAD_BYTES, UpstreamConnection
 from state import Snapshot
 
 BACKEND = "http://127.0.0.1:9"

@@ -6,7 +6,7 @@ import pytest
 
 from proxy.context import Limits
 from proxy.errors import BadGateway
-from proxy.upstream import UpstreamPool
+from proxy.pool import UpstreamPool
 from state import Snapshot
 from tests.proxy_protocol.fakes import StaticState, Wire, until
 
