@@ -126,7 +126,10 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None:
             self.starting = None
             if not self.closing and not ex.response_done:
-                self._start(ex)
+                try:
+                    ex.start()
+                except Exception:
+                    self._failed_start(ex)
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -225,7 +228,9 @@ class ClientConnection(asyncio.Protocol):
         if version not in ("1.1", "1.0"):
             raise VersionNotSupported(f"HTTP/{version} is not supported: use HTTP/1.1")
         ex.minor = 1 if version == "1.1" else 0
-        self._check_target(ex)
+        host = ex.host
+        if ex.target[:1] != b"/" or host is None or not valid_host(host) or ex.method == b"CONNECT":
+            self._check_target(ex)  # refuses, or rewrites an absolute-form target
         ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
         if ex.chunked and not ex.minor:
             # RFC 9112 6.1: chunked from an HTTP/1.0 client is suspect framing.
@@ -305,7 +310,10 @@ class ClientConnection(asyncio.Protocol):
             if not self.queue:
                 self.resume("pipeline")
             self.current = nxt
-            self._start(nxt)
+            try:
+                nxt.start()
+            except Exception:
+                self._failed_start(nxt)
         else:
             self.idle_since = -1.0
 
@@ -367,17 +375,14 @@ class ClientConnection(asyncio.Protocol):
         elif not valid_host(ex.host):
             raise BadRequest("the Host header is not a valid host[:port]")
 
-    def _start(self, ex: Exchange) -> None:
-        """Start answering `ex`; whatever goes wrong answers it or ends the connection."""
+    def _failed_start(self, ex: Exchange) -> None:
+        """Starting `ex` raised: it is answered 500, or the connection ends; never left hanging."""
+        log.exception("request failed peer=%s", self.peer.decode())
+        ex.keep_alive = False
         try:
-            ex.start()
+            ex.fail(ProxyError("the proxy failed to handle this request"))
         except Exception:
-            log.exception("request failed peer=%s", self.peer.decode())
-            ex.keep_alive = False
-            try:
-                ex.fail(ProxyError("the proxy failed to handle this request"))
-            except Exception:
-                self.abort()
+            self.abort()
 
     def _release(self, ex: Exchange) -> None:
         if ex.status:

@@ -13,6 +13,8 @@ the same pass over the fields.
 
 from __future__ import annotations
 
+import functools
+
 from proxy.http1 import HOP_BY_HOP, PROTECTED, encode_headers, end_to_end, status_line
 
 # Set by the proxy, never taken from the client.
@@ -75,6 +77,7 @@ def request_head(
     return b"".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def forwarded_element(peer: bytes, host: bytes | None) -> bytes:
     """This hop's RFC 7239 element; an IPv6 node is bracketed and quoted (section 6).
     A Host value was checked to hold no quote or backslash, so quoting it is safe."""

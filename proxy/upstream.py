@@ -47,6 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
         "got_bytes",
         "head_bytes",
         "headers",
+        "interim",
         "max_head",
         "no_body",
         "parser",
@@ -67,7 +68,10 @@ class UpstreamConnection(asyncio.Protocol):
         # quadratic; so a head arriving in pieces waits here, bounded, until it ends.
         self.awaiting = False
         self.partial = bytearray()
-        self.head_bytes = 0  # of the head httptools has called back for
+        # After a 1xx the next head may have come in the same read, past the check
+        # in data_received: its fields are counted as they are called back.
+        self.interim = False
+        self.head_bytes = 0
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -99,17 +103,18 @@ class UpstreamConnection(asyncio.Protocol):
             if partial:
                 scan = len(partial) - 3
                 partial += data
-                if partial.find(b"\r\n\r\n", scan) < 0:
-                    if len(partial) > self.max_head:
-                        self._too_large()
+                end = partial.find(b"\r\n\r\n", scan)
+                if end < 0 and len(partial) <= self.max_head:
                     return
                 data = bytes(partial)
                 partial.clear()
-            elif data.find(b"\r\n\r\n") < 0:
-                if len(data) > self.max_head:
-                    self._too_large()
+            else:
+                end = data.find(b"\r\n\r\n")
+                if end < 0 and len(data) <= self.max_head:
+                    partial += data
                     return
-                partial += data
+            if end < 0 or end > self.max_head:
+                self._too_large()
                 return
         try:
             self.parser.feed_data(data)
@@ -175,25 +180,25 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.headers = []
-        self.head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.awaiting:
-            return  # a trailer field: the head it would belong to has gone
-        # Several heads in one read (1xx, then the final one) reach httptools whole.
-        self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > self.max_head:
-            raise BadGateway(
-                f"the response head from {self.backend} is larger than {self.max_head} bytes",
-                backend=self.backend,
-            )
+        # (Trailer fields land here too; never relayed: their head has gone.)
+        if self.interim:
+            self.head_bytes += len(name) + len(value) + 4
+            if self.head_bytes > self.max_head:
+                raise BadGateway(
+                    f"the response head from {self.backend} is larger than {self.max_head} bytes",
+                    backend=self.backend,
+                )
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
         if status >= 200 or status == 101:
-            self.awaiting = False
+            self.awaiting = self.interim = False
+        else:
+            self.interim = True
         minor = 1 if parser.get_http_version() == "1.1" else 0
         if not parser.should_keep_alive():
             self.reusable = False
@@ -226,6 +231,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.no_body = no_body
         self.got_bytes = False
         self.awaiting = True
+        self.head_bytes = 0
         self.used += 1
         assert self.transport is not None
         self.transport.write(data)
