@@ -58,15 +58,15 @@ def request_head(
         elif low in _OWN:
             continue
         out.append(name + b": " + value + b"\r\n")
-    out.append(b"X-Forwarded-For: " + (peer if xff is None else xff + b", " + peer) + b"\r\n")
-    element = forwarded_element(peer, host)
-    out.append(b"Forwarded: " + (element if fwd is None else fwd + b", " + element) + b"\r\n")
-    if not real_ip:
-        out.append(b"X-Real-IP: " + peer + b"\r\n")
-    out.append(b"X-Forwarded-Proto: http\r\n")
-    if host is not None:
-        out.append(b"X-Forwarded-Host: " + host + b"\r\n")
-    out.append(b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
+    if xff is None and fwd is None and not real_ip:
+        out.append(_own_fields(peer, host, minor))  # the usual case, made once per peer and host
+    else:
+        out.append(b"X-Forwarded-For: " + (peer if xff is None else xff + b", " + peer) + b"\r\n")
+        element = forwarded_element(peer, host)
+        out.append(b"Forwarded: " + (element if fwd is None else fwd + b", " + element) + b"\r\n")
+        if not real_ip:
+            out.append(b"X-Real-IP: " + peer + b"\r\n")
+        out.append(_proxy_fields(host, minor))
     if flags_on:
         out.append(b"X-Feature-Flags: %s\r\n" % ",".join(flags_on).encode())
     if chunked:
@@ -75,6 +75,22 @@ def request_head(
         out.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _own_fields(peer: bytes, host: bytes | None, minor: int) -> bytes:
+    """This hop's fields when the request brought none to append to."""
+    element = forwarded_element(peer, host)
+    return (
+        b"X-Forwarded-For: " + peer + b"\r\nForwarded: " + element + b"\r\nX-Real-IP: " + peer + b"\r\n"
+    ) + _proxy_fields(host, minor)
+
+
+def _proxy_fields(host: bytes | None, minor: int) -> bytes:
+    proto = b"X-Forwarded-Proto: http\r\n"
+    if host is not None:
+        proto += b"X-Forwarded-Host: " + host + b"\r\n"
+    return proto + (b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
 
 
 @functools.lru_cache(maxsize=1024)
