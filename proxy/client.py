@@ -1,9 +1,7 @@
-"""A client connection: parsed with httptools, requests answered in order.
-
-A pipelined request waits in a queue (with reading paused) until the one
-before it is answered. A full write buffer on one side pauses reading on the
-other.
-"""
+"""A client connection: parsed with httptools (the callbacks: `proxy/request.py`),
+requests answered in order. A pipelined request waits in a queue (with reading
+paused) until the one before it is answered. A full write buffer on one side
+pauses reading on the other."""
 
 from __future__ import annotations
 
@@ -16,13 +14,7 @@ from typing import cast
 import httptools
 
 from proxy.context import ProxyContext
-from proxy.errors import (
-    BadRequest,
-    HeaderTooLarge,
-    ProxyError,
-    RequestTimeout,
-    VersionNotSupported,
-)
+from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, RequestTimeout, VersionNotSupported
 from proxy.exchange import Exchange
 from proxy.request import RequestSide
 from proxy.upstream import UpstreamConnection
@@ -59,6 +51,7 @@ class ClientConnection(RequestSide, asyncio.Protocol):
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_pending: list[bytes] = []
         self.tunnel_active = False  # bytes crossed since the last sweep
+        self.body_seen: tuple[Exchange, int] | None = None  # the sweep's view of a body arriving
 
     # ---- asyncio.Protocol ---------------------------------------------------
 
@@ -138,14 +131,15 @@ class ClientConnection(RequestSide, asyncio.Protocol):
             tunnel.finish()
 
     def pause_writing(self) -> None:
-        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
-        if upstream is not None:
+        if (upstream := self._upstream()) is not None:
             upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
-        if upstream is not None:
+        if (upstream := self._upstream()) is not None:
             upstream.resume_reading()
+
+    def _upstream(self) -> UpstreamConnection | None:
+        return self.tunnel or (self.current.upstream if self.current is not None else None)
 
     # ---- used by exchanges --------------------------------------------------
 
@@ -285,9 +279,18 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self.idle_since = now
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
+        elif not current.request_done:
+            if current.response_started:
+                return
+            # The client is still sending its body: its silence is its own (408),
+            # never the backend's (the response timer starts when the body is done).
+            seen = (current, current.received)
+            if self.body_seen != seen:
+                self.body_seen, self.idle_since = seen, now
+            elif now - self.idle_since > limits.read_timeout_s:
+                self._protocol_error(RequestTimeout("the request body stalled"))
         elif (
-            current.request_done
-            and current.head_sent
+            current.head_sent
             and not current.response_started
             and current.upstream is not None
             and now - current.sent_at > limits.read_timeout_s

@@ -176,3 +176,19 @@ async def test_a_trusted_proxys_forwarded_for_is_appended_to() -> None:
     sent = wire.pool.sent()
     assert b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" in sent
     assert b'Forwarded: for=10.0.0.1, for=127.0.0.1;host="h";proto=http\r\n' in sent
+
+
+async def test_a_stalled_body_is_the_clients_408_not_the_backends() -> None:
+    wire = Wire(Limits(read_timeout_s=30, outlier_consecutive_failures=1))
+    wire.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab")
+    client = wire.client
+    client.sweep(1000.0)
+    wire.send(b"cd")  # progress: the clock starts again
+    client.sweep(1029.0)
+    client.sweep(1058.0)
+    assert wire.responses() == []
+    client.sweep(1060.0)
+    (r,) = wire.responses()
+    assert (r.status, r.header(b"connection")) == (408, b"close")
+    assert wire.transport.closed and transport_of(wire.upstream()).aborted
+    assert wire.ctx.outliers.health == {}  # nothing counted against the backend
