@@ -27,6 +27,7 @@ from monitor.notice import held_for
 from monitor.sampler import open_source
 from monitor.status import gather, render, to_json
 from monitor.webhook import WebhookSender
+from settings import redact_url
 from state import InvalidValue, KeySpace, StateError, connect, parse_host_name
 from state.hosts import ROLES
 
@@ -143,7 +144,7 @@ def _run(config: MonitorConfig) -> int:
         os.getpid(),
         source.name,
         config.interval_s,
-        config.redis_url.split("@")[-1],
+        redact_url(config.redis_url),
         mail,
         "on" if config.webhook_url else "off",
         rules or "none",
@@ -172,7 +173,7 @@ def _status(config: MonitorConfig, as_json: bool) -> int:
         try:
             reports = await gather(client, KeySpace(config.key_prefix))
         except StateError as exc:
-            raise CliError(f"{exc} (Redis: {config.redis_url.split('@')[-1]})") from exc
+            raise CliError(f"{exc} (Redis: {redact_url(config.redis_url)})") from exc
         finally:
             await client.aclose()
         now = time.time()

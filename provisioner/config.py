@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
-from settings import LOG_FORMAT, LOG_LEVEL, Spec, choice, load
+from settings import LOG_FORMAT, LOG_LEVEL, Spec, choice, load, redact_url
 from state.keys import DEFAULT_PREFIX
 
 ENV_PREFIX = "PROVISIONER_"
@@ -143,7 +143,9 @@ _NAME_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 def _check(config: ProvisionerConfig) -> ProvisionerConfig:
     if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"redis_url {config.redis_url!r} is not a Redis URL: use redis://host:port/db")
+        raise ConfigError(
+            f"redis_url {redact_url(config.redis_url)!r} is not a Redis URL: use redis://host:port/db"
+        )
     if not config.digitalocean_end_point.startswith(("http://", "https://")) or not (
         config.digitalocean_end_point.endswith("/v2/")
     ):

@@ -1,13 +1,12 @@
-"""A client connection: parsed with httptools, requests answered in order.
-
-A pipelined request waits in a queue (with reading paused) until the one
-before it is answered. A full write buffer on one side pauses reading on the
-other.
-"""
+"""A client connection: parsed with httptools (the callbacks: `proxy/request.py`),
+requests answered in order. A pipelined request waits in a queue (with reading
+paused) until the one before it is answered. A full write buffer on one side
+pauses reading on the other."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable
 from typing import cast
@@ -15,39 +14,33 @@ from typing import cast
 import httptools
 
 from proxy.context import ProxyContext
-from proxy.errors import BadRequest, HeaderTooLarge, PayloadTooLarge, ProxyError, RequestTimeout
+from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, RequestTimeout, VersionNotSupported
 from proxy.exchange import Exchange
-from proxy.http1 import PROTECTED, simple_response
+from proxy.request import RequestSide
 from proxy.upstream import UpstreamConnection
 
-# Request headers the proxy acts on; every other one is only passed along.
-NOTED = frozenset(
-    {
-        b"cookie",
-        b"x-canary",
-        b"host",
-        b"transfer-encoding",
-        b"content-length",
-        b"upgrade",
-        b"idempotency-key",
-        b"connection",
-    }
-)
+log = logging.getLogger("proxy")
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(RequestSide, asyncio.Protocol):
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b"unknown"
+        self.trusted = False
         self.closed = False
         self.receiving: Exchange | None = None  # being parsed
+        self.in_head = False  # between a request line and the end of its head
+        # A head accepted in this read: started once httptools has judged the whole
+        # read, so a head it rejects at its end (a bad Transfer-Encoding) never leaves.
+        self.starting: Exchange | None = None
+        self.closing = False  # we closed it: nothing more it sends is read
         self.current: Exchange | None = None  # being answered
         self.queue: deque[Exchange] = deque()
         self.paused: set[str] = set()
-        self._url: list[bytes] = []
+        self.url_parts: list[bytes] = []
         # Stamped by the sweep (see `sweep`), not per request: -1.0 means "since now".
         self.idle_since = -1.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,6 +50,8 @@ class ClientConnection(asyncio.Protocol):
         # After a successful Upgrade: bytes flow raw to and from this upstream.
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_pending: list[bytes] = []
+        self.tunnel_active = False  # bytes crossed since the last sweep
+        self.body_seen: tuple[Exchange, int] | None = None  # the sweep's view of a body arriving
 
     # ---- asyncio.Protocol ---------------------------------------------------
 
@@ -66,12 +61,16 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode()
+            self.trusted = self.ctx.trusts(self.peer)
         self.ctx.connections.add(self)
         self.ctx.no_connections.clear()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
+            self.tunnel_active = True
             self.tunnel.write(data)
+            return
+        if self.closing:
             return
         if self.current is not None and self.current.upgrade is not None and self.current.request_done:
             # Sent ahead of the upstream's 101: hold it for the tunnel.
@@ -85,20 +84,29 @@ class ClientConnection(asyncio.Protocol):
                 self.tunnel_pending.append(rest)
             # Nothing more to parse until the upstream answers the upgrade.
             self.pause("upgrade")
-            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._protocol_error(cause if isinstance(cause, ProxyError) else BadRequest("malformed request"))
-            return
         except httptools.HttpParserError as exc:
-            self._protocol_error(BadRequest(f"malformed request: {exc}"))
-            return
-        if self.head_started is not None:
-            # A head still incomplete: httptools buffers a header until it ends,
-            # so bound what an endless one can make it hold.
-            self.head_bytes += len(data)
-            if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
-                self._protocol_error(HeaderTooLarge("request headers are too large"))
+            version = "HTTP version" in str(exc)
+            self._protocol_error(
+                VersionNotSupported("use HTTP/1.1") if version else BadRequest(f"malformed request: {exc}")
+            )
+        else:
+            if self.head_started is not None:
+                # A head still incomplete: httptools buffers a header until it ends,
+                # so bound what an endless one can make it hold.
+                self.head_bytes += len(data)
+                if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
+                    self._protocol_error(HeaderTooLarge("request headers are too large"))
+        ex = self.starting
+        if ex is not None:
+            self.starting = None
+            if not self.closing and not ex.response_done:
+                try:
+                    ex.start()
+                except Exception:
+                    self._failed_start(ex)
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -123,97 +131,15 @@ class ClientConnection(asyncio.Protocol):
             tunnel.finish()
 
     def pause_writing(self) -> None:
-        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
-        if upstream is not None:
+        if (upstream := self._upstream()) is not None:
             upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        upstream = self.tunnel or (self.current.upstream if self.current is not None else None)
-        if upstream is not None:
+        if (upstream := self._upstream()) is not None:
             upstream.resume_reading()
 
-    # ---- httptools callbacks ------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._url = []
-        self.head_started = -1.0  # stamped by the next sweep
-        self.head_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self.head_bytes += len(url)
-        if self.head_bytes > self.ctx.limits.max_header_bytes:
-            raise HeaderTooLarge("request headers are too large")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > self.ctx.limits.max_header_bytes:
-            raise HeaderTooLarge("request headers are too large")
-        ex = self.receiving
-        if ex is None:
-            ex = self.receiving = Exchange(self, self.ctx, self.parser.get_method(), b"".join(self._url), 1)
-        low = name.lower()
-        ex.headers.append((low, name, value))
-        if low not in NOTED:
-            return
-        if low == b"cookie":
-            ex.cookie = value if ex.cookie is None else ex.cookie + b"; " + value
-        elif low == b"x-canary":
-            ex.override = value
-        elif low == b"host":
-            ex.host = value
-        elif low == b"transfer-encoding":
-            ex.chunked = True
-            ex.expects_body = True
-        elif low == b"content-length":
-            ex.expects_body = value.strip() != b"0"
-            if value.strip().isdigit() and int(value) > self.ctx.limits.max_body_bytes:
-                raise PayloadTooLarge(
-                    f"the request body is larger than {self.ctx.limits.max_body_bytes} bytes"
-                )
-        elif low == b"upgrade":
-            ex.upgrade = value
-        elif low == b"idempotency-key":
-            ex.idempotency_key = True
-        elif low == b"connection":
-            tokens = {t.strip().lower() for t in value.split(b",")} - PROTECTED
-            ex.nominated = ex.nominated | tokens
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        ex = self.receiving
-        if ex is None:
-            ex = self.receiving = Exchange(self, self.ctx, parser.get_method(), b"".join(self._url), 1)
-        self.head_started = None
-        ex.minor = 1 if parser.get_http_version() == "1.1" else 0
-        ex.keep_alive = parser.should_keep_alive() and not self.ctx.draining
-        if ex.upgrade is not None:
-            if parser.should_upgrade():
-                # Whatever the upstream answers, this connection is not reused for HTTP.
-                ex.keep_alive = False
-            else:
-                ex.upgrade = None
-        if self.current is None:
-            self.current = ex
-            ex.start()
-        else:
-            self.queue.append(ex)
-            self.pause("pipeline")
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.receiving
-        if ex is not None:
-            ex.received += len(body)
-            if ex.received > self.ctx.limits.max_body_bytes:
-                raise PayloadTooLarge(
-                    f"the request body is larger than {self.ctx.limits.max_body_bytes} bytes"
-                )
-            ex.request_body(body)
-
-    def on_message_complete(self) -> None:
-        ex, self.receiving = self.receiving, None
-        if ex is not None:
-            ex.request_complete()
+    def _upstream(self) -> UpstreamConnection | None:
+        return self.tunnel or (self.current.upstream if self.current is not None else None)
 
     # ---- used by exchanges --------------------------------------------------
 
@@ -250,6 +176,8 @@ class ClientConnection(asyncio.Protocol):
             self.resume("upstream")
             self.resume("buffer")
         if not ex.keep_alive or self.ctx.draining:
+            self.closing = True
+            self.queue.clear()
             if self.transport is not None and not self.closed:
                 self.transport.close()
             return
@@ -258,7 +186,10 @@ class ClientConnection(asyncio.Protocol):
             if not self.queue:
                 self.resume("pipeline")
             self.current = nxt
-            nxt.start()
+            try:
+                nxt.start()
+            except Exception:
+                self._failed_start(nxt)
         else:
             self.idle_since = -1.0
 
@@ -267,8 +198,14 @@ class ClientConnection(asyncio.Protocol):
             self._release(ex)
             self.current = None
             self.queue.clear()
+            self.closing = True
             if self.transport is not None and not self.closed:
                 self.transport.close()
+
+    def relay(self, data: bytes) -> None:
+        """Bytes from the far side of the tunnel."""
+        self.tunnel_active = True
+        self.write(data)
 
     def finish(self) -> None:
         """The tunnel's far side ended: close once what is queued is written."""
@@ -279,6 +216,7 @@ class ClientConnection(asyncio.Protocol):
     def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None:
         """The upstream switched protocols: from now on, relay bytes both ways."""
         self.tunnel = upstream
+        self.idle_since = -1.0
         if first:
             self.write(first)
         pending, self.tunnel_pending = self.tunnel_pending, []
@@ -294,6 +232,15 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- internals ----------------------------------------------------------
 
+    def _failed_start(self, ex: Exchange) -> None:
+        """Starting `ex` raised: it is answered 500, or the connection ends; never left hanging."""
+        log.exception("request failed peer=%s", self.peer.decode())
+        ex.keep_alive = False
+        try:
+            ex.fail(ProxyError("the proxy failed to handle this request"))
+        except Exception:
+            self.abort()
+
     def _release(self, ex: Exchange) -> None:
         if ex.status:
             self.ctx.stats.count(ex.version, ex.status)
@@ -308,6 +255,16 @@ class ClientConnection(asyncio.Protocol):
         which is far cheaper than a timer armed and cancelled per request."""
         current = self.current
         limits = self.ctx.limits
+        tunnel = self.tunnel
+        if tunnel is not None:
+            # A tunnel's bytes set a flag, not a timestamp: the sweep reads the clock.
+            if self.tunnel_active or self.idle_since < 0:
+                self.tunnel_active = False
+                self.idle_since = now
+            elif now - self.idle_since > limits.tunnel_idle_timeout_s:
+                tunnel.finish()
+                self.finish()
+            return
         if current is None:
             # Timestamps are taken here, a few times a second, rather than on every
             # request: the limits are then up to one sweep interval late, and the
@@ -322,6 +279,16 @@ class ClientConnection(asyncio.Protocol):
                 self.idle_since = now
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
+        elif not current.request_done:
+            if current.response_started:
+                return
+            # The client is still sending its body: its silence is its own (408),
+            # never the backend's (the response timer starts when the body is done).
+            seen = (current, current.received)
+            if self.body_seen != seen:
+                self.body_seen, self.idle_since = seen, now
+            elif now - self.idle_since > limits.read_timeout_s:
+                self._protocol_error(RequestTimeout("the request body stalled"))
         elif (
             current.head_sent
             and not current.response_started
@@ -329,22 +296,3 @@ class ClientConnection(asyncio.Protocol):
             and now - current.sent_at > limits.read_timeout_s
         ):
             current.first_byte_timeout()
-
-    def _protocol_error(self, exc: ProxyError) -> None:
-        """A request we cannot parse ends the connection after the answer."""
-        self.pause("error")
-        current = self.current
-        if current is not None and current is self.receiving and not current.response_done:
-            # The body of the request being answered is broken: the upstream
-            # connection carries half a request, so it goes too.
-            current.keep_alive = False
-            self.queue.clear()
-            current.fail(exc)
-            return
-        if current is None or current.response_done:
-            self.write(simple_response(exc.status, exc.body(), close=True))
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            current.keep_alive = False
-            self.queue.clear()

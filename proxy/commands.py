@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.config import ProxyConfig
+from settings import redact_url
 from state import (
     POOLS,
     Change,
@@ -130,7 +131,7 @@ async def _with_store(config: ProxyConfig, op: Callable[[StateStore], Awaitable[
     try:
         return await op(store)
     except StateError as exc:
-        raise CliError(f"{exc} (Redis: {config.redis_url})") from exc
+        raise CliError(f"{exc} (Redis: {redact_url(config.redis_url)})") from exc
     finally:
         await store.redis.aclose()
 

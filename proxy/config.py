@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,15 @@ class ProxyConfig:
     header_timeout_s: float = 10.0
     shutdown_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
+    # A backend's response head above this is a 502, and its connection is closed.
+    max_response_header_bytes: int = 64 * 1024
     max_body_bytes: int = 1024**3
     retry_budget_ratio: float = 0.2
+    # A WebSocket or other Upgrade tunnel with no byte either way for this long is closed.
+    tunnel_idle_timeout_s: float = 3600.0
+    # Peers (addresses or CIDR networks) whose X-Forwarded-For, Forwarded and X-Real-IP
+    # are kept and appended to; from anyone else those fields are dropped.
+    trusted_proxies: tuple[str, ...] = ()
     outlier_consecutive_failures: int = 5
     outlier_base_ejection_s: float = 10.0
     outlier_max_ejection_s: float = 300.0
@@ -76,6 +84,14 @@ class ProxyConfig:
     access_log: str = "off"
 
 
+def _network(value: str) -> str:
+    """One of `trusted_proxies` (the loader checks each item of a list)."""
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as exc:
+        raise Expected("addresses or networks such as 10.0.0.0/8,192.0.2.7") from exc
+
+
 SPEC = Spec(
     target=ProxyConfig,
     section="proxy",
@@ -89,6 +105,7 @@ SPEC = Spec(
         "redis_url": REDIS_URL,
         "log_level": LOG_LEVEL,
         "log_format": LOG_FORMAT,
+        "trusted_proxies": _network,
     },
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -14,9 +15,9 @@ from proxy.balancer import Balancer
 from proxy.config import ProxyConfig
 from proxy.logs import AccessLog
 from proxy.outlier import Outliers
+from proxy.pool import UpstreamPool
 from proxy.retry import RetryBudget
 from proxy.stats import Stats
-from proxy.upstream import UpstreamPool
 from state import Snapshot
 
 log = logging.getLogger("proxy")
@@ -73,6 +74,9 @@ class Limits:
     bucket_cookie_max_age_s: int = _DEFAULT.bucket_cookie_max_age_s
     header_timeout_s: float = _DEFAULT.header_timeout_s
     max_header_bytes: int = _DEFAULT.max_header_bytes
+    max_response_header_bytes: int = _DEFAULT.max_response_header_bytes
+    tunnel_idle_timeout_s: float = _DEFAULT.tunnel_idle_timeout_s
+    trusted_proxies: tuple[str, ...] = _DEFAULT.trusted_proxies
     max_body_bytes: int = _DEFAULT.max_body_bytes
     retry_budget_ratio: float = _DEFAULT.retry_budget_ratio
     outlier_consecutive_failures: int = _DEFAULT.outlier_consecutive_failures
@@ -100,7 +104,12 @@ class ProxyContext:
         self.control = control
         self.rng = rng or random.Random()
         self.balancer = Balancer(self.rng)
-        self.upstreams = UpstreamPool(connect_timeout_s=limits.connect_timeout_s, max_idle_per_backend=256)
+        self.upstreams = UpstreamPool(
+            connect_timeout_s=limits.connect_timeout_s,
+            max_idle_per_backend=256,
+            max_head_bytes=limits.max_response_header_bytes,
+        )
+        self._trusted = tuple(ipaddress.ip_network(n) for n in limits.trusted_proxies)
         self.retry_budget = RetryBudget(limits.retry_budget_ratio)
         self.outliers = Outliers(
             consecutive=limits.outlier_consecutive_failures,
@@ -135,6 +144,16 @@ class ProxyContext:
             )
         return self._view
 
+    def trusts(self, peer: bytes) -> bool:
+        """Whether `peer` is a proxy whose forwarding fields are kept (`trusted_proxies`)."""
+        if not self._trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(peer.decode("latin-1"))
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
     def upstream_failed(self, backend: str, version: str) -> None:
         snap = self.state.snapshot
         pool = snap.staging if version == "staging" else snap.production
@@ -151,7 +170,11 @@ class ProxyContext:
     async def sweep_forever(self) -> None:
         limits = self.limits
         interval = min(
-            1.0, limits.read_timeout_s / 4, limits.keepalive_timeout_s / 4, limits.header_timeout_s / 4
+            1.0,
+            limits.read_timeout_s / 4,
+            limits.keepalive_timeout_s / 4,
+            limits.header_timeout_s / 4,
+            limits.tunnel_idle_timeout_s / 4,
         )
         loop = asyncio.get_running_loop()
         while True:

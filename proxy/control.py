@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 from proxy.auth import authorize, bearer
 from proxy.context import ControlHandler, ControlRequest, LocalReply
-from proxy.errors import BadRequest, ProxyError, StateUnreachable
+from proxy.errors import BadRequest, MethodNotAllowed, ProxyError, StateUnreachable
 from state import StateStore, StateUnavailable
 
 DISABLE_FLAG = "disableSET"
@@ -16,11 +16,6 @@ DISABLE_FLAG = "disableSET"
 class NotFound(ProxyError):
     status = 404
     code = "not_found"
-
-
-class MethodNotAllowed(ProxyError):
-    status = 405
-    code = "method_not_allowed"
 
 
 def disable_handler(store: StateStore, admin_token: str | None) -> ControlHandler:

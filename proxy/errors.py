@@ -9,6 +9,8 @@ import json
 class ProxyError(Exception):
     status = 500
     code = "internal_error"
+    # Header lines the response carries besides its body's (e.g. a 405's Allow).
+    extra: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -36,6 +38,16 @@ class Forbidden(ProxyError):
 
 class FlagBlocked(Forbidden):
     code = "feature_disabled"
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class ConnectNotAllowed(MethodNotAllowed):
+    # RFC 9110 15.5.6: a 405 names what is allowed; a reverse proxy opens no tunnels by CONNECT.
+    extra = ((b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),)
 
 
 class RequestTimeout(ProxyError):
@@ -71,6 +83,11 @@ class NoBackend(ProxyError):
 class StateUnreachable(ProxyError):
     status = 503
     code = "state_unavailable"
+
+
+class VersionNotSupported(ProxyError):
+    status = 505
+    code = "http_version_not_supported"
 
 
 class GatewayTimeout(ProxyError, TimeoutError):

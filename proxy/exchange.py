@@ -1,19 +1,19 @@
-"""One request and its response: routing, the upstream request head, the
-response head, framing, and every way an exchange can end."""
+"""One request and its response: routing, the upstream request head, retries,
+and every way an exchange can end. The response side is `proxy/response.py`."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable
 from typing import Protocol
 
 from proxy.context import LocalReply, ProxyContext
-from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
-from proxy.forward import interim_head, request_head, response_head, switch_head
+from proxy.errors import FlagBlocked, NoBackend, ProxyError
+from proxy.forward import request_head
 from proxy.http1 import LAST_CHUNK, chunk, simple_response
-from proxy.routing import BUCKET_COOKIE, NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
-from proxy.upstream import TunnelPeer, UpstreamConnection
+from proxy.response import ClientPeer, ResponseSide
+from proxy.routing import NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
+from proxy.upstream import UpstreamConnection
 from state import Snapshot
 
 log = logging.getLogger("proxy")
@@ -27,7 +27,7 @@ BUFFER_HIGH_BYTES = 256 * 1024
 REPLAY_MAX_BYTES = 64 * 1024
 
 
-class ClientSide(TunnelPeer, Protocol):
+class ClientSide(ClientPeer, Protocol):
     """What an exchange needs of the client connection it arrived on: a place to
     write, flow control, a home for its tasks, and callbacks for its end. (uvicorn's
     RequestResponseCycle gets the same, never the protocol object.)"""
@@ -35,15 +35,13 @@ class ClientSide(TunnelPeer, Protocol):
     @property
     def peer(self) -> bytes: ...
     @property
-    def closed(self) -> bool: ...
-    def abort(self) -> None: ...
+    def trusted(self) -> bool: ...  # the peer is one of `trusted_proxies`
     def run_task(self, coro: Awaitable[None]) -> None: ...
-    def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None: ...
     def exchange_finished(self, ex: Exchange) -> None: ...
     def finish_early(self, ex: Exchange) -> None: ...
 
 
-class Exchange:
+class Exchange(ResponseSide):
     """One request and its response."""
 
     __slots__ = (
@@ -177,37 +175,14 @@ class Exchange:
         try:
             conn = await self.ctx.upstreams.connect(backend)
         except ProxyError as exc:
-            self._upstream_failed(exc, retry=True)
+            self.upstream_failed(exc, retry=True)
             return
         if self.client.closed:
             conn.close()
             return
         self._send(conn, snap)
 
-    def _upstream_failed(self, exc: ProxyError, *, retry: bool) -> None:
-        """The attempt on `self.backend` failed before any response byte: count it
-        against the backend and, when safe and within budget, try another one."""
-        ctx = self.ctx
-        backend = self.backend
-        if backend is not None:
-            ctx.upstream_failed(backend, self.version)
-        if (
-            retry
-            and not self.retried
-            and self.replay is not None
-            and not self.response_started
-            and not self.client.closed
-            and backend is not None
-        ):
-            snap = ctx.view()
-            others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
-            if others and ctx.retry_budget.withdraw():
-                self.retried = True
-                self._replay(backend, ctx.balancer.pick(others), snap)
-                return
-        self.fail(exc)
-
-    def _replay(self, failed: str, backend: str, snap: Snapshot) -> None:
+    def replay_on(self, failed: str, backend: str, snap: Snapshot) -> None:
         """Send the request again, its body from the first byte, to `backend`."""
         assert self.replay is not None
         self.ctx.balancer.release(failed)
@@ -228,6 +203,7 @@ class Exchange:
             flags_on=snap.flags_on,
             chunked=self.chunked,
             upgrade=self.upgrade,
+            trusted=self.client.trusted,
         )
         conn.send(self, head, self.method == b"HEAD")
         self.head_sent = True
@@ -236,9 +212,10 @@ class Exchange:
                 self._write_body(piece)
             self.body = []
             self.client.resume("buffer")
-        if self.request_done and self.chunked:
-            conn.write(LAST_CHUNK)
-        self.sent_at = self.ctx.loop.time()
+        if self.request_done:
+            if self.chunked:
+                conn.write(LAST_CHUNK)
+            self.sent_at = self.ctx.loop.time()
 
     def request_body(self, data: bytes) -> None:
         if self.head_sent:
@@ -262,130 +239,13 @@ class Exchange:
 
     def request_complete(self) -> None:
         self.request_done = True
-        if self.head_sent and self.chunked and self.upstream is not None:
-            self.upstream.write(LAST_CHUNK)
-        self._maybe_finish()
-
-    # ---- response side (ResponseSink) ---------------------------------------
-
-    def on_upstream_head(self, status: int, minor: int, headers: list[tuple[bytes, bytes]]) -> None:
-        if status == 101 and self.upgrade is not None:
-            self.status = status
-            self.response_started = True
-            self.out.append(switch_head(headers, self.upgrade))
-            return
-        if status < 200:
-            if status != 101 and self.minor == 1:
-                self.out.append(interim_head(status, headers))
-            return
-        self.status = status
-        self.response_started = True
-        ctx = self.ctx
-        ctx.stats.observe_latency(self.version, ctx.loop.time() - self.sent_at)
-        if self.backend is not None:
-            if status >= 500:
-                ctx.upstream_failed(self.backend, self.version)
-            else:
-                ctx.outliers.success(self.backend)
-        decision = self.decision
-        head, self.framing, self.until_close, self.keep_alive = response_head(
-            status,
-            self.minor,
-            minor,
-            headers,
-            head_request=self.method == b"HEAD",
-            # An answer before the whole request (a refused Expect: 100-continue, an
-            # early error): the rest of the body is not waited for; the connection ends.
-            keep_alive=self.keep_alive and self.request_done and not ctx.draining,
-            extra=_bucket_cookie(decision.bucket, ctx.limits.bucket_cookie_max_age_s)
-            if decision is not None and decision.new_bucket
-            else b"",
-        )
-        self.out.append(head)
-
-    def on_upstream_body(self, data: bytes) -> None:
-        if self.framing == b"chunked":
-            if data:
-                self.out.append(chunk(data))
-        elif self.framing != b"none":
-            self.out.append(data)
-
-    def on_upstream_flush(self) -> None:
-        """End of one upstream read: one write (one syscall) for all it produced."""
-        out = self.out
-        if out:
-            self.client.write(out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
-
-    def on_upstream_complete(self) -> None:
-        if self.framing == b"chunked":
-            self.out.append(LAST_CHUNK)
-        self.on_upstream_flush()
-        conn, self.upstream = self.upstream, None
-        if conn is not None:
-            if self.request_done and conn.reusable:
-                self.ctx.upstreams.release(conn)
-            else:
-                conn.close()
-        self.response_done = True
-        self._maybe_finish()
-
-    def on_upstream_lost(self, exc: Exception | None) -> None:
-        conn, self.upstream = self.upstream, None
-        if self.response_done:
-            return
-        if self.response_started:
-            if self.until_close and exc is None:
-                self.upstream = conn
-                self.on_upstream_complete()  # the close was the end of the body
-            else:
-                # Never present a truncated body as complete.
-                self.client.abort()
-            return
-        if (
-            conn is not None
-            and not conn.got_bytes
-            and conn.used > 1
-            and self.replay is not None
-            and not self.reconnected
-            and self.backend is not None
-        ):
-            # The backend closed an idle keep-alive connection as we reused it, a
-            # race every keep-alive client has: not the backend's fault, and the
-            # request did not reach it, so a fresh connection to it is safe.
-            self.reconnected = True
-            self._replay(self.backend, self.backend, self.ctx.view())
-            return
-        if not isinstance(exc, ProxyError):
-            exc = BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
-        # No byte of a response came back: nothing was half-done that a retry repeats twice,
-        # unless the method is unsafe, which `replay` (None then) already rules out.
-        self._upstream_failed(exc, retry=conn is not None and not conn.got_bytes)
-
-    def on_upstream_upgrade(self, first: bytes) -> None:
-        """The upstream switched protocols (its 101 is already written)."""
-        conn, self.upstream = self.upstream, None
-        if conn is None:
-            return
-        if self.upgrade is None or self.status != 101:
-            self.upstream = conn
-            self.fail(BadGateway(f"{self.backend} switched protocols unasked", backend=self.backend))
-            return
-        conn.start_tunnel(self.client)
-        self.client.start_tunnel(conn, first)
-
-    def on_upstream_pause_writing(self) -> None:
-        self.client.pause("upstream")
-
-    def on_upstream_resume_writing(self) -> None:
-        self.client.resume("upstream")
-
-    def first_byte_timeout(self) -> None:
-        self.abandon()
-        # The backend may be working on it still: never retried.
-        self._upstream_failed(
-            GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend), retry=False
-        )
+        if self.head_sent:
+            # The response timer starts here: a client slow to send its body is
+            # not the backend's delay.
+            self.sent_at = self.ctx.loop.time()
+            if self.chunked and self.upstream is not None:
+                self.upstream.write(LAST_CHUNK)
+        self.maybe_finish()
 
     # ---- endings ------------------------------------------------------------
 
@@ -415,14 +275,15 @@ class Exchange:
         self.status = status
         self.response_started = True
         self.response_done = True
-        if self.expects_body and not self.request_done:
-            # Answered before the body arrived: rather than read and drop an
-            # unknown amount, end the connection after this answer.
+        if self.expects_body and not (self.request_done and self.head_sent):
+            # Answered before the body arrived, or without passing it on: rather
+            # than read and drop an unknown amount, or read what follows a refused
+            # request, end the connection after this answer.
             self.keep_alive = False
         self.client.write(simple_response(status, body, close=not self.keep_alive))
-        self._maybe_finish()
+        self.maybe_finish()
 
-    def _maybe_finish(self) -> None:
+    def maybe_finish(self) -> None:
         if self.response_done and self.request_done:
             self.client.exchange_finished(self)
         elif self.response_done and not self.keep_alive:
@@ -434,12 +295,3 @@ class Exchange:
         if conn is not None:
             conn.sink = None
             conn.close()
-
-
-@functools.lru_cache(maxsize=256)
-def _bucket_cookie(bucket: int, max_age_s: int) -> bytes:
-    return b"Set-Cookie: %s=%d; Path=/; Max-Age=%d; SameSite=Lax; HttpOnly\r\n" % (
-        BUCKET_COOKIE.encode(),
-        bucket,
-        max_age_s,
-    )

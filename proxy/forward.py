@@ -1,20 +1,26 @@
 """The heads the proxy writes: the request it forwards and the response it
 relays (pure: bytes in, bytes out; RFC 9110 section 7.6, RFC 9112).
 
-Request: hop-by-hop fields and whatever `Connection` nominates are dropped,
-`X-Forwarded-For` is appended to, `X-Forwarded-Proto`/`-Host`, `Via` and the
-flags are set (a client's own copies of those are dropped), and the method,
-target and other fields pass byte for byte.
+Request: hop-by-hop fields and whatever `Connection` nominates are dropped;
+`X-Forwarded-For` and `Forwarded` (RFC 7239) are appended to when the peer is a
+trusted proxy and started afresh otherwise, `X-Real-IP` is the peer's unless a
+trusted proxy set it; `X-Forwarded-Proto`/`-Host`, `Via` and the flags are set
+(a client's own copies of those are dropped), and the method, target and other
+fields pass byte for byte.
 Response: the same filtering, and the framing towards the client decided in
 the same pass over the fields.
 """
 
 from __future__ import annotations
 
+import functools
+
 from proxy.http1 import HOP_BY_HOP, PROTECTED, encode_headers, end_to_end, status_line
 
 # Set by the proxy, never taken from the client.
 _OWN = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-feature-flags"})
+# Who the client is: kept from a trusted proxy only.
+_FORWARDING = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -30,23 +36,37 @@ def request_head(
     flags_on: tuple[str, ...],
     chunked: bool,
     upgrade: bytes | None,
+    trusted: bool = False,
 ) -> bytes:
     out = [method, b" ", target, b" HTTP/1.1\r\n"]
     xff: bytes | None = None
+    fwd: bytes | None = None
+    real_ip = False
     for low, name, value in headers:
         if low in HOP_BY_HOP or (nominated and low in nominated):
             continue
-        if low == b"x-forwarded-for":
-            xff = value if xff is None else xff + b", " + value
-            continue
-        if low in _OWN:
+        if low in _FORWARDING:
+            if not trusted:
+                continue  # a client's word for who it is: not believed
+            if low == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if low == b"forwarded":
+                fwd = value if fwd is None else fwd + b", " + value
+                continue
+            real_ip = True
+        elif low in _OWN:
             continue
         out.append(name + b": " + value + b"\r\n")
-    out.append(b"X-Forwarded-For: " + (peer if xff is None else xff + b", " + peer) + b"\r\n")
-    out.append(b"X-Forwarded-Proto: http\r\n")
-    if host is not None:
-        out.append(b"X-Forwarded-Host: " + host + b"\r\n")
-    out.append(b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
+    if xff is None and fwd is None and not real_ip:
+        out.append(_own_fields(peer, host, minor))  # the usual case, made once per peer and host
+    else:
+        out.append(b"X-Forwarded-For: " + (peer if xff is None else xff + b", " + peer) + b"\r\n")
+        element = forwarded_element(peer, host)
+        out.append(b"Forwarded: " + (element if fwd is None else fwd + b", " + element) + b"\r\n")
+        if not real_ip:
+            out.append(b"X-Real-IP: " + peer + b"\r\n")
+        out.append(_proxy_fields(host, minor))
     if flags_on:
         out.append(b"X-Feature-Flags: %s\r\n" % ",".join(flags_on).encode())
     if chunked:
@@ -55,6 +75,32 @@ def request_head(
         out.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _own_fields(peer: bytes, host: bytes | None, minor: int) -> bytes:
+    """This hop's fields when the request brought none to append to."""
+    element = forwarded_element(peer, host)
+    return (
+        b"X-Forwarded-For: " + peer + b"\r\nForwarded: " + element + b"\r\nX-Real-IP: " + peer + b"\r\n"
+    ) + _proxy_fields(host, minor)
+
+
+def _proxy_fields(host: bytes | None, minor: int) -> bytes:
+    proto = b"X-Forwarded-Proto: http\r\n"
+    if host is not None:
+        proto += b"X-Forwarded-Host: " + host + b"\r\n"
+    return proto + (b"Via: 1.1 switchyard\r\n" if minor else b"Via: 1.0 switchyard\r\n")
+
+
+@functools.lru_cache(maxsize=1024)
+def forwarded_element(peer: bytes, host: bytes | None) -> bytes:
+    """This hop's RFC 7239 element; an IPv6 node is bracketed and quoted (section 6).
+    A Host value was checked to hold no quote or backslash, so quoting it is safe."""
+    node = b'"[' + peer + b']"' if b":" in peer else peer
+    if host is None:
+        return b"for=" + node + b";proto=http"
+    return b"for=" + node + b';host="' + host + b'";proto=http'
 
 
 def response_head(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Sequence
 from http import HTTPStatus
 
 # RFC 9110 7.6.1: hop-by-hop fields, plus the legacy ones proxies must drop.
@@ -44,7 +46,7 @@ def status_line(status: int, minor: int = 1) -> bytes:
     return b"HTTP/1.%d %d %s\r\n" % (minor, status, REASONS.get(status, b"Unknown"))
 
 
-def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+def encode_headers(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
 
 
@@ -56,7 +58,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def simple_response(
-    status: int, body: bytes, *, close: bool, extra: list[tuple[bytes, bytes]] | None = None
+    status: int, body: bytes, *, close: bool, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> bytes:
     head = [
         status_line(status),
@@ -69,3 +71,28 @@ def simple_response(
     head.append(b"\r\n")
     head.append(body)
     return b"".join(head)
+
+
+# RFC 9110 7.2 / RFC 3986 3.2.2: a reg-name or an IP literal, then an optional port.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?")
+
+
+@functools.lru_cache(maxsize=1024)
+def valid_host(value: bytes) -> bool:
+    """Whether a Host field value (or an absolute target's authority) is usable."""
+    return _HOST.fullmatch(value) is not None
+
+
+def split_absolute(target: bytes) -> tuple[bytes, bytes] | None:
+    """An absolute-form target (RFC 9112 3.2.2) as (origin-form target, authority);
+    None when it is not an http(s) URI with a valid authority and no userinfo."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    authority, path = rest[:cut], rest[cut:]
+    if not valid_host(authority) or b"@" in authority:
+        return None
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return path, authority

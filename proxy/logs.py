@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Protocol
 
+from settings import redact_url
+
 access = logging.getLogger("proxy.access")
 
 
@@ -91,7 +93,8 @@ class AccessLog:
 
     def record(self, ex: AccessRecord, duration_s: float) -> None:
         method = ex.method.decode("latin-1")
-        target = ex.target.decode("latin-1")
+        # A control URL may carry ?token=...: never written down.
+        target = redact_url(ex.target.decode("latin-1"))
         peer = ex.peer.decode("latin-1")
         if self.json:
             access.info(

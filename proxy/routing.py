@@ -73,7 +73,8 @@ def facts_from(cookie_header: str | None, override_header: str | None) -> Reques
     if cookie_header:
         for name, raw in _COOKIE_PAIR.findall(cookie_header):
             value = raw.strip().strip('"')
-            if name == BUCKET_COOKIE and value.isdigit() and len(value) <= 2:
+            # isascii: str.isdigit() also accepts "²", which int() refuses.
+            if name == BUCKET_COOKIE and value.isascii() and value.isdigit() and len(value) <= 2:
                 bucket = int(value)
             elif name == OVERRIDE_COOKIE:
                 override = _override(value) or override
@@ -96,7 +97,8 @@ def normalise_path(raw_target: str) -> str:
 
     Forwarding keeps the raw bytes; this is only for decisions, and it leans
     towards a match: percent-decoding, dot segments, repeated slashes and case
-    must not let a client walk around a blocked route.
+    must not let a client walk around a blocked route. Java and IIS backends
+    also drop `;` path parameters and read a backslash as a slash, so this does too.
     """
     path = raw_target.split("?", 1)[0].split("#", 1)[0]
     if not path.startswith("/"):
@@ -107,9 +109,10 @@ def normalise_path(raw_target: str) -> str:
             path = path[slash:] if slash >= 0 else "/"
         else:
             path = "/" + path
-    path = unquote(path, errors="replace")
+    path = unquote(path, errors="replace").replace("\\", "/")
     out: list[str] = []
-    for segment in path.split("/"):
+    for raw_segment in path.split("/"):
+        segment = raw_segment.partition(";")[0]
         if segment in ("", "."):
             continue
         if segment == "..":

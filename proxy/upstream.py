@@ -1,20 +1,18 @@
-"""Keep-alive connections to backends, parsed with httptools.
+"""A keep-alive connection to a backend, parsed with httptools.
 
 A connection serves one exchange at a time; the exchange receives the parsed
 response through the `ResponseSink` methods and decides whether the connection
-goes back to the idle list.
+goes back to the idle list (`proxy/pool.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Protocol, cast
-from urllib.parse import urlsplit
 
 import httptools
 
-from proxy.errors import BadGateway, GatewayTimeout
+from proxy.errors import BadGateway
 
 
 class ResponseSink(Protocol):
@@ -31,20 +29,29 @@ class ResponseSink(Protocol):
 class TunnelPeer(Protocol):
     """The client side of a tunnel after a 101."""
 
-    def write(self, data: bytes) -> None: ...
+    def relay(self, data: bytes) -> None: ...  # bytes from the upstream
     def pause(self, reason: str) -> None: ...
     def resume(self, reason: str) -> None: ...
     def finish(self) -> None: ...
 
 
+# The default cap on a response head (`max_response_header_bytes`).
+MAX_HEAD_BYTES = 64 * 1024
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "awaiting",
         "backend",
         "closed",
         "got_bytes",
+        "head_bytes",
         "headers",
+        "interim",
+        "max_head",
         "no_body",
         "parser",
+        "partial",
         "paused",
         "reusable",
         "sink",
@@ -53,8 +60,18 @@ class UpstreamConnection(asyncio.Protocol):
         "used",
     )
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
         self.backend = backend
+        self.max_head = max_head_bytes
+        # While a response head is awaited, httptools is fed whole heads only: it
+        # grows a header value split over reads by concatenation, which is
+        # quadratic; so a head arriving in pieces waits here, bounded, until it ends.
+        self.awaiting = False
+        self.partial = bytearray()
+        # After a 1xx the next head may have come in the same read, past the check
+        # in data_received: its fields are counted as they are called back.
+        self.interim = False
+        self.head_bytes = 0
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -74,27 +91,64 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
-            self.tunnel.write(data)
+            self.tunnel.relay(data)
+            return
+        if self.sink is None:
+            # Nothing was asked: an idle connection that speaks is closing or broken.
+            self.close()
             return
         self.got_bytes = True
+        if self.awaiting:
+            partial = self.partial
+            if partial:
+                scan = len(partial) - 3
+                partial += data
+                end = partial.find(b"\r\n\r\n", scan)
+                if end < 0 and len(partial) <= self.max_head:
+                    return
+                data = bytes(partial)
+                partial.clear()
+            else:
+                end = data.find(b"\r\n\r\n")
+                if end < 0 and len(data) <= self.max_head:
+                    partial += data
+                    return
+            if end < 0 or end > self.max_head:
+                self._too_large()
+                return
         try:
             self.parser.feed_data(data)
             if self.sink is not None:
                 self.sink.on_upstream_flush()
         except httptools.HttpParserUpgrade as upgrade:
             self.reusable = False
-            sink = self.sink
+            # Read again: the parse may have ended the exchange.
+            sink: ResponseSink | None = self.sink
             if sink is not None:
                 sink.on_upstream_flush()
                 sink.on_upstream_upgrade(data[upgrade.args[0] :])
             else:
                 self.close()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._invalid(cause if isinstance(cause, BadGateway) else BadGateway(f"{self.backend}: {exc}"))
         except httptools.HttpParserError as exc:
-            self.reusable = False
-            self.close()
-            sink, self.sink = self.sink, None
-            if sink is not None:
-                sink.on_upstream_lost(BadGateway(f"invalid response from {self.backend}: {exc}"))
+            self._invalid(BadGateway(f"invalid response from {self.backend}: {exc}"))
+
+    def _invalid(self, exc: BadGateway) -> None:
+        self.reusable = False
+        self.close()
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_upstream_lost(exc)
+
+    def _too_large(self) -> None:
+        self._invalid(
+            BadGateway(
+                f"the response head from {self.backend} is larger than {self.max_head} bytes",
+                backend=self.backend,
+            )
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -128,11 +182,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # (Trailer fields land here too; never relayed: their head has gone.)
+        if self.interim:
+            self.head_bytes += len(name) + len(value) + 4
+            if self.head_bytes > self.max_head:
+                raise BadGateway(
+                    f"the response head from {self.backend} is larger than {self.max_head} bytes",
+                    backend=self.backend,
+                )
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
+        if status >= 200 or status == 101:
+            self.awaiting = self.interim = False
+        else:
+            self.interim = True
         minor = 1 if parser.get_http_version() == "1.1" else 0
         if not parser.should_keep_alive():
             self.reusable = False
@@ -164,6 +230,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.no_body = no_body
         self.got_bytes = False
+        self.awaiting = True
+        self.head_bytes = 0
         self.used += 1
         assert self.transport is not None
         self.transport.write(data)
@@ -200,59 +268,3 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
-
-
-class UpstreamPool:
-    """Idle keep-alive connections per backend, most recently used first."""
-
-    def __init__(self, *, connect_timeout_s: float, max_idle_per_backend: int) -> None:
-        self.connect_timeout_s = connect_timeout_s
-        self.max_idle = max_idle_per_backend
-        self.idle: defaultdict[str, list[UpstreamConnection]] = defaultdict(list)
-        self._addresses: dict[str, tuple[str, int]] = {}
-
-    def take_idle(self, backend: str) -> UpstreamConnection | None:
-        idle = self.idle.get(backend)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        return None
-
-    async def connect(self, backend: str) -> UpstreamConnection:
-        host, port = self._address(backend)
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(backend), host, port)
-        except TimeoutError as exc:
-            raise GatewayTimeout(f"connecting to {backend} timed out", backend=backend) from exc
-        except OSError as exc:
-            raise BadGateway(f"cannot connect to {backend}: {exc.strerror or exc}", backend=backend) from exc
-        return conn
-
-    def release(self, conn: UpstreamConnection) -> None:
-        if conn.closed or not conn.reusable:
-            conn.close()
-            return
-        # An idle connection must notice the backend closing it.
-        conn.resume_reading()
-        idle = self.idle[conn.backend]
-        if len(idle) >= self.max_idle:
-            conn.close()
-            return
-        idle.append(conn)
-
-    def close_all(self) -> None:
-        for conns in self.idle.values():
-            for conn in conns:
-                conn.close()
-        self.idle.clear()
-
-    def _address(self, backend: str) -> tuple[str, int]:
-        addr = self._addresses.get(backend)
-        if addr is None:
-            parts = urlsplit(backend)
-            addr = (parts.hostname or "127.0.0.1", parts.port or 80)
-            self._addresses[backend] = addr
-        return addr

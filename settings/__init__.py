@@ -17,6 +17,7 @@ from settings.coerce import (
     prefixed,
 )
 from settings.loader import Loaded, Spec, load, read_file
+from settings.redact import redact_url
 
 __all__ = [
     "LOG_FORMAT",
@@ -32,4 +33,5 @@ __all__ = [
     "load",
     "prefixed",
     "read_file",
+    "redact_url",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from settings.coerce import Check, Expected, SettingsError, parse
+from settings.redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -170,4 +171,4 @@ class _Loader:
         # A secret's value never reaches an error line: name the variable only.
         if name in self.spec.secrets:
             return f"{where} is not {form}"
-        return f"{where} {shown}: use {form}"
+        return f"{where} {redact_url(shown)}: use {form}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ DEFAULT_WEIGHT = 30
 # The original system's feature flag: on means the SET feature is disabled.
 DEFAULT_FLAG_ROUTES: Mapping[str, tuple[str, ...]] = MappingProxyType({"disableSET": ("/set",)})
 
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _FLAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -120,9 +122,24 @@ def parse_backend_url(value: str) -> str:
             " use http://host:port"
         )
     host = parts.hostname
+    if not _connectable_host(host):
+        raise InvalidValue(
+            f"backend URL {value!r} has an invalid host {host!r}: use an IP address or a DNS name"
+            " of letters, digits and hyphens, each label 1-63 characters: use http://host:port"
+        )
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port if port is not None else 80}"
+
+
+def _connectable_host(host: str) -> bool:
+    """An IP literal or an RFC 1123 host name: what a connect can be asked for."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+    return True
 
 
 def parse_flag_name(value: str) -> str:

@@ -209,6 +209,14 @@ async def test_bad_input_exits_2_with_one_line_and_changes_nothing(
     assert await audit_length(store) == audited
 
 
+def test_unreachable_redis_with_a_password_never_shows_it() -> None:
+    dead = f"redis://:Pw-secret-7@127.0.0.1:{free_port()}/0"
+    result = run_cli("status", env={"REDIS_URL": dead})
+    line = one_error_line(result, 1)
+    assert "Pw-secret-7" not in result.stderr + result.stdout
+    assert f"redis://:***@127.0.0.1:{dead.rsplit(':', 1)[1]}" in line
+
+
 @pytest.mark.parametrize(
     "args",
     [("status",), ("status", "--json"), ("weight", "50"), ("pool", "list"), ("alert", "set"), ("audit",)],

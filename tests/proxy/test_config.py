@@ -261,3 +261,17 @@ def test_limits_take_every_request_path_setting_from_the_config() -> None:
         outlier_max_ejection_s=6.5,
     )
     assert Limits() == Limits.from_config(ProxyConfig())  # one source of each default
+
+
+def test_trusted_proxies_are_networks() -> None:
+    config = load_config(env={"PROXY_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,::1"})
+    assert config.trusted_proxies == ("10.0.0.0/8", "192.0.2.7/32", "::1/128")
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_config(env={"PROXY_TRUSTED_PROXIES": "10.0.0.0/8,proxy.example"})
+
+
+def test_the_new_limits_reach_the_request_path() -> None:
+    config = load_config(env={"PROXY_MAX_RESPONSE_HEADER_BYTES": "8192", "PROXY_TUNNEL_IDLE_TIMEOUT_S": "30"})
+    limits = Limits.from_config(config)
+    assert (limits.max_response_header_bytes, limits.tunnel_idle_timeout_s) == (8192, 30.0)
+    assert Limits().tunnel_idle_timeout_s == 3600.0

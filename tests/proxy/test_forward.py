@@ -50,6 +50,36 @@ def test_hop_by_hop_and_nominated_fields_are_dropped() -> None:
     )
 
 
+CLAIMS = [
+    (b"X-Forwarded-For", b"1.1.1.1"),
+    (b"X-Forwarded-For", b"2.2.2.2"),
+    (b"Forwarded", b"for=1.1.1.1"),
+    (b"Forwarded", b'for="[2001:db8::1]";proto=https'),
+    (b"X-Real-IP", b"1.1.1.1"),
+]
+
+
+def test_who_the_client_is_comes_from_the_peer_unless_it_is_trusted() -> None:
+    lines = req(CLAIMS)
+    assert b"X-Forwarded-For: 10.0.0.9" in lines
+    assert b'Forwarded: for=10.0.0.9;host="shop.example";proto=http' in lines
+    assert b"X-Real-IP: 10.0.0.9" in lines
+    assert not any(b"1.1.1.1" in line or b"2001:db8" in line for line in lines)
+
+
+def test_a_trusted_proxys_forwarding_fields_are_appended_to() -> None:
+    lines = req(CLAIMS, trusted=True)
+    assert b"X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.9" in lines
+    ours = b'for=10.0.0.9;host="shop.example";proto=http'
+    assert b'Forwarded: for=1.1.1.1, for="[2001:db8::1]";proto=https, ' + ours in lines
+    assert [line for line in lines if line.startswith(b"X-Real-IP")] == [b"X-Real-IP: 1.1.1.1"]
+
+
+def test_an_ipv6_peer_is_quoted_in_forwarded() -> None:
+    lines = req([], peer=b"::1", host=None)
+    assert b'Forwarded: for="[::1]";proto=http' in lines
+
+
 def test_forwarding_fields_are_the_proxys_own() -> None:
     lines = req(
         [
@@ -60,6 +90,7 @@ def test_forwarding_fields_are_the_proxys_own() -> None:
             (b"X-Feature-Flags", b"admin"),
         ],
         flags_on=("beta", "disableSET"),
+        trusted=True,
     )
     assert b"X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.9" in lines
     assert b"X-Forwarded-Proto: http" in lines and b"X-Forwarded-Proto: https" not in lines

@@ -40,7 +40,10 @@ async def test_headers_are_rewritten_as_a_proxy_should(raw: tuple[ProxyApp, RawB
     assert request_line == b"GET /a%2Fb/../c?x=%20y&z HTTP/1.1"  # byte for byte
     h = headers_of(sent)
     assert h[b"host"] == b"shop.example"
-    assert h[b"x-forwarded-for"] == b"10.0.0.1, 127.0.0.1"
+    # The client is no trusted proxy (trusted_proxies is empty): its word is dropped.
+    assert h[b"x-forwarded-for"] == b"127.0.0.1"
+    assert h[b"x-real-ip"] == b"127.0.0.1"
+    assert h[b"forwarded"] == b'for=127.0.0.1;host="shop.example";proto=http'
     assert h[b"x-forwarded-proto"] == b"http"
     assert h[b"x-forwarded-host"] == b"shop.example"
     assert h[b"via"] == b"1.1 switchyard"

@@ -4,6 +4,7 @@ that stalls (408). Each ends the connection after the answer."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -119,3 +120,81 @@ async def test_an_idle_keepalive_connection_gets_no_408(limited: tuple[ProxyApp,
     writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (await asyncio.wait_for(read_response(reader), 5)).startswith(b"HTTP/1.1 200 ")
     writer.close()
+
+
+class Ticker:
+    """The event loop's longest pause: a task that wakes every millisecond. Besides
+    the wall-clock gap it keeps the CPU time the loop spent within one gap, which
+    is the stall the loop's own work made, without the other programs of a busy
+    machine taking the core away."""
+
+    def __init__(self) -> None:
+        self.max_gap_s = 0.0
+        self.max_busy_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last, last_cpu = loop.time(), time.thread_time()
+        while True:
+            await asyncio.sleep(0.001)
+            now, cpu = loop.time(), time.thread_time()
+            self.max_gap_s = max(self.max_gap_s, now - last)
+            self.max_busy_s = max(self.max_busy_s, cpu - last_cpu)
+            last, last_cpu = now, cpu
+
+    def __enter__(self) -> Ticker:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def endless_header(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Endless: ")
+    try:
+        for _ in range(20_000):  # 20 MB, in 1 KiB reads, unless the proxy hangs up first
+            writer.write(b"a" * 1024)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    return False
+
+
+async def test_an_endless_response_header_is_502_without_stalling_the_loop(
+    limited: tuple[ProxyApp, RawBackend],
+) -> None:
+    app, backend = limited
+    backend.routes[b"/endless"] = endless_header
+    with Ticker() as ticker:
+        for _ in range(10):
+            r = await exchange(app.port, b"GET /endless HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert r.startswith(b"HTTP/1.1 502 ") and b"larger than 65536 bytes" in r
+            assert b"X-Endless" not in r
+    # At most 10 ms of the loop's own work between two ticks (unbounded, it was
+    # seconds); the wall-clock gap also holds whatever else the machine ran.
+    assert ticker.max_busy_s < 0.01, ticker.max_busy_s
+    print(
+        f"endless response header: longest loop stall {ticker.max_busy_s * 1000:.1f} ms of CPU,"
+        f" {ticker.max_gap_s * 1000:.1f} ms wall clock"
+    )
+
+
+async def test_a_response_head_just_under_the_limit_passes_in_pieces(
+    limited: tuple[ProxyApp, RawBackend],
+) -> None:
+    app, backend = limited
+
+    async def big_head(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: " + b"a" * 60_000 + b"\r\n\r\nok"
+        for i in range(0, len(head), 1000):
+            writer.write(head[i : i + 1000])
+            await writer.drain()
+        return True
+
+    backend.routes[b"/big"] = big_head
+    r = await exchange(app.port, b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"\r\n\r\nok")
+    assert b"X-Big: " + b"a" * 60_000 + b"\r\n" in r

@@ -33,18 +33,23 @@ async def test_access_log_lines_in_a_file(
                     assert r.status == 200
             async with s.get(f"http://127.0.0.1:{app.port}/disable/1", headers={"Host": "x"}) as r:
                 assert r.status == 200
+            async with s.get(f"http://127.0.0.1:{app.port}/disable/0?token=Tk-secret-9&x=1") as r:
+                assert r.status == 200  # no admin token is set: any token passes
 
         def lines() -> list[str]:
             return path.read_text().splitlines() if path.exists() else []
 
-        await async_wait_until(lambda: len(lines()) == 21, 5, "21 access log lines")
+        await async_wait_until(lambda: len(lines()) == 22, 5, "22 access log lines")
     finally:
         await app.stop()
-    first = lines()[0]
+    assert "Tk-secret-9" not in path.read_text()
+    assert '"GET /disable/0?token=***&x=1 HTTP/1.1" 200' in lines()[-1]
+    lines_seen = lines()[:-1]
+    first = lines_seen[0]
     assert '"GET /page/0?q=1 HTTP/1.1" 200 version=production' in first
     assert f"backend={backends['production'].url}" in first
     assert first.startswith("127.0.0.1 - - [")
-    assert '"GET /disable/1 HTTP/1.1" 200 version=proxy backend=-' in lines()[-1]
+    assert '"GET /disable/1 HTTP/1.1" 200 version=proxy backend=-' in lines_seen[-1]
 
 
 async def test_access_log_is_off_by_default_and_json_on_request(

@@ -15,6 +15,7 @@ from state import StateStore
 from tests.support.backends import Backend
 from tests.support.ports import free_port
 from tests.support.proxy import proxy_config
+from tests.support.rawhttp import read_response
 from tests.support.wait import async_wait_until
 
 Start = Callable[..., Awaitable[ProxyApp]]
@@ -317,3 +318,29 @@ async def test_an_active_health_check_brings_a_backend_back_early(
     await async_wait_until(lambda: other not in app.ctx.outliers.ejected, 5, "the health check to pass")
     statuses, _ = await fire(app.port, 40)
     assert statuses == Counter({200: 40})
+
+
+async def test_a_slow_upload_is_not_the_backends_delay(
+    start_proxy: Start, store: StateStore, live: Backend
+) -> None:
+    # The response timer starts at the end of the request body: 4 uploads taking
+    # 4 x 0.2 s each against a 0.3 s read timeout all succeed, and nothing is ejected
+    # although a single failure would eject the backend.
+    app = await start_proxy(read_timeout_s=0.3, outlier_consecutive_failures=1)
+    await pool(store, app, "production", live.url)
+
+    async def upload() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+        writer.write(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n")
+        for byte in b"abcd":
+            await asyncio.sleep(0.2)  # the client's pace is what is tested, not a wait for a race
+            writer.write(bytes([byte]))
+        try:
+            return await asyncio.wait_for(read_response(reader), 5)
+        finally:
+            writer.close()
+
+    answers = await asyncio.gather(*(upload() for _ in range(4)))
+    assert [a.split(b" ")[1] for a in answers] == [b"200"] * 4
+    assert all(b'"body_len": 4' in a for a in answers)
+    assert app.ctx.outliers.ejected == {}

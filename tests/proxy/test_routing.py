@@ -80,6 +80,8 @@ def test_override_forces_a_version_unless_turned_off() -> None:
         ("sy_bucket=100", None, None, None),
         ("sy_bucket=-1", None, None, None),
         ("sy_bucket=abc", None, None, None),
+        ("sy_bucket=\u00b2", None, None, None),
+        ("sy_bucket=\u0663", None, None, None),
         ("canary=always", None, None, "always"),
         ("canary=never", "always", None, "always"),
         ("canary=bogus", "Never", None, "never"),
@@ -106,6 +108,12 @@ def test_facts_from_cookie_and_header(
         ("http://example.com/set?x", "/set"),
         ("/settings", "/settings"),
         ("/", "/"),
+        ("/set;a=b", "/set"),
+        ("/.;/set", "/set"),
+        ("/x/..;/set", "/set"),
+        ("/%5cset", "/set"),
+        ("/\\set", "/set"),
+        ("/a\\..\\set;jsessionid=1?x", "/set"),
     ],
 )
 def test_normalise_path(target: str, path: str) -> None:

@@ -17,7 +17,8 @@ import httptools
 
 from proxy.client import ClientConnection
 from proxy.context import Limits, ProxyContext
-from proxy.upstream import UpstreamConnection, UpstreamPool
+from proxy.pool import UpstreamPool
+from proxy.upstream import MAX_HEAD_BYTES, UpstreamConnection
 from state import Snapshot
 
 BACKEND = "http://127.0.0.1:9"
@@ -79,8 +80,8 @@ class MemoryPool(UpstreamPool):
     `ready=False` a connection is opened only when `gate` is set, as if the
     connect were slow."""
 
-    def __init__(self, *, ready: bool = True) -> None:
-        super().__init__(connect_timeout_s=1.0, max_idle_per_backend=8)
+    def __init__(self, *, ready: bool = True, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
+        super().__init__(connect_timeout_s=1.0, max_idle_per_backend=8, max_head_bytes=max_head_bytes)
         self.ready = ready
         self.gate = asyncio.Event()
         self.opened: list[UpstreamConnection] = []
@@ -96,7 +97,7 @@ class MemoryPool(UpstreamPool):
         return self._open(backend)
 
     def _open(self, backend: str) -> UpstreamConnection:
-        conn = UpstreamConnection(backend)
+        conn = UpstreamConnection(backend, self.max_head_bytes)
         conn.connection_made(cast(asyncio.Transport, FakeTransport()))
         self.opened.append(conn)
         return conn
@@ -159,7 +160,7 @@ class Wire:
         self, limits: Limits | None = None, state: StaticState | None = None, *, ready: bool = True
     ) -> None:
         self.ctx = ProxyContext(state or StaticState(), limits or Limits())
-        self.pool = MemoryPool(ready=ready)
+        self.pool = MemoryPool(ready=ready, max_head_bytes=self.ctx.limits.max_response_header_bytes)
         self.ctx.upstreams = self.pool
         self.transport = FakeTransport()
         self.client = ClientConnection(self.ctx)

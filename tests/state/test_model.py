@@ -72,6 +72,12 @@ def test_parse_backend_url_returns_the_canonical_form(raw: str, canonical: str) 
         ("http://backend:99999", "not valid"),
         ("http://backend:port", "not valid"),
         ("http://[::1:9000", "not valid"),
+        ("http://127.0 .0.1:1", "invalid host"),
+        ("http://" + "a" * 64 + ".example:80", "invalid host"),
+        ("http://-a.example:80", "invalid host"),
+        ("http://a_b:80", "invalid host"),
+        ("http://b\u00fccher.example:80", "invalid host"),
+        ("http://a..b:80", "invalid host"),
     ],
 )
 def test_parse_backend_url_refuses(raw: str, complaint: str) -> None:
