@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.config import ProxyConfig
+from proxy.flagcli import add_flag_arguments, flag_op
 from state import (
     POOLS,
     Change,
@@ -60,9 +61,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     flag = sub.add_parser("flag", help="feature flags")
     flag_sub = flag.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = flag_sub.add_parser("set", parents=[common], help="turn a flag on or off")
+    p = flag_sub.add_parser("set", parents=[common], help="turn a flag on or off, or give it a rule")
     p.add_argument("name")
-    p.add_argument("value", choices=["on", "off"])
+    p.add_argument("value", choices=["on", "off"], nargs="?")
+    add_flag_arguments(flag_sub, p, common)
     p = flag_sub.add_parser("routes", parents=[common], help="bind a flag to path prefixes it blocks")
     p.add_argument("name")
     p.add_argument("paths", nargs="*", help="path prefixes such as /set (none: block nothing)")
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace, config: ProxyConfig) -> int:
     if cmd == "flag":
         if args.action == "list":
             return asyncio.run(_with_store(config, lambda s: _flag_list(s, args.json)))
+        flag_command = None if args.action == "routes" else flag_op(args)
+        if flag_command is not None:
+            return asyncio.run(_with_store(config, flag_command))
         name = parse_flag_name(args.name)
         if args.action == "routes":
             paths = [parse_route_prefix(p) for p in args.paths]

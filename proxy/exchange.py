@@ -10,6 +10,7 @@ from typing import Protocol
 
 from proxy.context import LocalReply, ProxyContext
 from proxy.errors import BadGateway, FlagBlocked, GatewayTimeout, NoBackend, ProxyError
+from proxy.flagheader import flag_entries
 from proxy.forward import interim_head, request_head, response_head, switch_head
 from proxy.http1 import LAST_CHUNK, chunk, simple_response
 from proxy.routing import BUCKET_COOKIE, NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
@@ -225,7 +226,9 @@ class Exchange:
             peer=self.client.peer,
             host=self.host,
             minor=self.minor,
-            flags_on=snap.flags_on,
+            flags_on=snap.flags_on
+            if self.decision is None
+            else flag_entries(snap.flag_rules, self.decision.bucket),
             chunked=self.chunked,
             upgrade=self.upgrade,
         )
