@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.config import ProxyConfig
+from proxy.flagapi import flag_state, rule_text
 from proxy.flagcli import add_flag_arguments, flag_op
 from state import (
     POOLS,
@@ -34,6 +35,7 @@ from state import (
     parse_route_prefix,
     parse_weight,
 )
+from state.flags import from_stored
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -159,6 +161,8 @@ def _show(value: object, what: str = "") -> str:
     if isinstance(value, dict):
         if what == "alert":
             return f"on (by {value.get('by')}: {value.get('reason')})"
+        if what.startswith("flag:"):
+            return rule_text(from_stored(value))
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
@@ -178,7 +182,7 @@ def _describe(snap: Snapshot) -> list[str]:
     for flag in sorted(set(snap.flags) | set(snap.flag_routes)):
         routes = snap.flag_routes.get(flag, ())
         bound = f" (blocks {', '.join(routes)})" if routes else ""
-        lines.append(f"{'flag':<11} {flag}={'on' if snap.flags.get(flag) else 'off'}{bound}")
+        lines.append(f"{'flag':<11} {flag}={flag_state(snap, flag)}{bound}")
     return lines
 
 
@@ -228,7 +232,7 @@ async def _flag_list(store: StateStore, as_json: bool) -> int:
     else:
         for n in names:
             routes = ",".join(snap.flag_routes.get(n, ())) or "-"
-            print(f"{n}\t{'on' if snap.flags.get(n) else 'off'}\t{routes}")
+            print(f"{n}\t{flag_state(snap, n)}\t{routes}")
     return 0
 
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.errors import ProxyError
-from state import Change, InvalidValue, StateStore
-from state.flags import parse_percent, parse_variants
+from state import Change, InvalidValue, Snapshot, StateStore
+from state.flags import Flag, parse_percent, parse_variants
 from state.flagstore import FlagStore, UnknownFlag
 
 Rule = dict[str, Any]  # set_flag_rule's keyword arguments: percent=... or variants=...
@@ -59,3 +59,17 @@ def describe(view: Mapping[str, Any]) -> str:
         rule = ""
     routes = f" (blocks {', '.join(view['routes'])} while on for everyone)" if view.get("routes") else ""
     return f"{view['name']} {switch}{rule}{routes}"
+
+
+def rule_text(flag: Flag | None) -> str:
+    """`on`, `off`, `on 10%` or `on a=50,b=50`: a flag's state in one word or two."""
+    if flag is None:
+        return "off"
+    switch = "on" if flag.on else "off"
+    if flag.variants:
+        return f"{switch} " + ",".join(f"{v}={w}" for v, w in flag.variants)
+    return switch if flag.percent is None else f"{switch} {flag.percent}%"
+
+
+def flag_state(snap: Snapshot, name: str) -> str:
+    return rule_text(snap.flag_rules.get(name))

@@ -47,7 +47,14 @@ async def test_flag_set_percent_variants_and_show(redis_url: str, store: StateSt
         "routes": [],
     }
     # The old switch keeps the rule.
-    assert (await cli(redis_url, "flag", "set", "theme", "on")).returncode == 0
+    switched = await cli(redis_url, "flag", "set", "theme", "on")
+    assert switched.stdout == "flag:theme: off dark=50,light=50 -> on dark=50,light=50\n"
+    listed = await cli(redis_url, "flag", "list")
+    assert listed.stdout.splitlines() == [
+        "checkout\ton 20%\t-",
+        "disableSET\toff\t/set",
+        "theme\ton dark=50,light=50\t-",
+    ]
     assert (await store.read_snapshot()).flag_rules["theme"] == Flag(
         on=True, variants=(("dark", 50), ("light", 50))
     )
