@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.auth import authorize, bearer
 from proxy.errors import BadRequest, NoBackend, ProxyError
+from proxy.flagapi import flag_view, rule_from_body, set_rule
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import Stats
 from state import (
@@ -188,8 +189,10 @@ async def get_flags(request: web.Request) -> web.Response:
 async def put_flag(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     data = await _json_body(request)
-    if "on" not in data and "routes" not in data:
-        raise BadRequest('send {"on": true|false} and/or {"routes": ["/path", ...]}')
+    if not {"on", "routes", "percent", "variants"} & data.keys():
+        raise BadRequest(
+            'send {"on": true|false}, {"percent": N} or {"variants": {"a": 50, "b": 50}}, {"routes": [...]}'
+        )
     # Check every field before writing any, so a bad request changes nothing.
     parse_flag_name(name)
     routes = data.get("routes")
@@ -198,15 +201,22 @@ async def put_flag(request: web.Request) -> web.Response:
             raise BadRequest('field "routes" must be a list of paths such as ["/set"]')
         routes = [parse_route_prefix(r) for r in routes]
     on = _require(data, "on", bool, '{"on": true}') if "on" in data else None
+    rule = rule_from_body(data)
     writer = _writer(request)
     changes = []
     if routes is not None:
         changes.append(await writer.set_flag_routes(name, routes))
-    if on is not None:
+    if rule is not None:
+        changes.append(await set_rule(writer, name, rule, on))
+    elif on is not None:
         changes.append(await writer.set_flag(name, on))
     return web.json_response(
         [{"what": c.what, "changed": c.changed, "before": c.before, "after": c.after} for c in changes]
     )
+
+
+async def get_flag(request: web.Request) -> web.Response:
+    return web.json_response(await flag_view(request.app[STORE], request.match_info["name"]))
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -276,6 +286,7 @@ def build_admin(
     app.router.add_get("/weight", get_weight)
     app.router.add_put("/weight", put_weight)
     app.router.add_get("/flags", get_flags)
+    app.router.add_get("/flags/{name}", get_flag)
     app.router.add_put("/flags/{name}", put_flag)
     app.router.add_get("/alert", get_alert)
     app.router.add_put("/alert", put_alert)

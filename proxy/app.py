@@ -19,6 +19,7 @@ from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
 from proxy.health import check_forever
 from proxy.logs import AccessLog
+from proxy.ofrep import mount_ofrep
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
 from state import KeySpace, StateError, StateStore, connect
@@ -87,6 +88,7 @@ class ProxyApp:
             )
         self.port = self.server.sockets[0].getsockname()[1]
         admin = build_admin(self.store, self.mirror, self.ctx.stats, self.registry, cfg.admin_token)
+        mount_ofrep(admin, self.mirror, cfg.flags_key)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET

@@ -16,6 +16,7 @@ import httptools
 from proxy.context import ProxyContext
 from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, RequestTimeout, VersionNotSupported
 from proxy.exchange import Exchange
+from proxy.flagheader import variant_pairs
 from proxy.request import RequestSide
 from proxy.upstream import UpstreamConnection
 
@@ -244,6 +245,10 @@ class ClientConnection(RequestSide, asyncio.Protocol):
     def _release(self, ex: Exchange) -> None:
         if ex.status:
             self.ctx.stats.count(ex.version, ex.status)
+            if ex.decision is not None:
+                self.ctx.stats.count_flags(
+                    variant_pairs(self.ctx.state.snapshot.flag_rules, ex.decision.bucket), ex.status
+                )
             if self.ctx.access_log is not None:
                 self.ctx.access_log.record(ex, self.loop.time() - ex.started_at)
         if ex.backend is not None:

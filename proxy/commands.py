@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.config import ProxyConfig
+from proxy.flagapi import flag_state, rule_text
+from proxy.flagcli import add_flag_arguments, flag_op
 from settings import redact_url
 from state import (
     POOLS,
@@ -34,6 +36,7 @@ from state import (
     parse_route_prefix,
     parse_weight,
 )
+from state.flags import from_stored
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -61,9 +64,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     flag = sub.add_parser("flag", help="feature flags")
     flag_sub = flag.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = flag_sub.add_parser("set", parents=[common], help="turn a flag on or off")
+    p = flag_sub.add_parser("set", parents=[common], help="turn a flag on or off, or give it a rule")
     p.add_argument("name")
-    p.add_argument("value", choices=["on", "off"])
+    p.add_argument("value", choices=["on", "off"], nargs="?")
+    add_flag_arguments(flag_sub, p, common)
     p = flag_sub.add_parser("routes", parents=[common], help="bind a flag to path prefixes it blocks")
     p.add_argument("name")
     p.add_argument("paths", nargs="*", help="path prefixes such as /set (none: block nothing)")
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace, config: ProxyConfig) -> int:
     if cmd == "flag":
         if args.action == "list":
             return asyncio.run(_with_store(config, lambda s: _flag_list(s, args.json)))
+        flag_command = None if args.action == "routes" else flag_op(args)
+        if flag_command is not None:
+            return asyncio.run(_with_store(config, flag_command))
         name = parse_flag_name(args.name)
         if args.action == "routes":
             paths = [parse_route_prefix(p) for p in args.paths]
@@ -155,6 +162,8 @@ def _show(value: object, what: str = "") -> str:
     if isinstance(value, dict):
         if what == "alert":
             return f"on (by {value.get('by')}: {value.get('reason')})"
+        if what.startswith("flag:"):
+            return rule_text(from_stored(value))
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
@@ -174,7 +183,7 @@ def _describe(snap: Snapshot) -> list[str]:
     for flag in sorted(set(snap.flags) | set(snap.flag_routes)):
         routes = snap.flag_routes.get(flag, ())
         bound = f" (blocks {', '.join(routes)})" if routes else ""
-        lines.append(f"{'flag':<11} {flag}={'on' if snap.flags.get(flag) else 'off'}{bound}")
+        lines.append(f"{'flag':<11} {flag}={flag_state(snap, flag)}{bound}")
     return lines
 
 
@@ -224,7 +233,7 @@ async def _flag_list(store: StateStore, as_json: bool) -> int:
     else:
         for n in names:
             routes = ",".join(snap.flag_routes.get(n, ())) or "-"
-            print(f"{n}\t{'on' if snap.flags.get(n) else 'off'}\t{routes}")
+            print(f"{n}\t{flag_state(snap, n)}\t{routes}")
     return 0
 
 

@@ -49,6 +49,8 @@ class ProxyConfig:
     key_prefix: str = DEFAULT_PREFIX
     # Secret: only from PROXY_ADMIN_TOKEN, never from a file, never logged.
     admin_token: str | None = dataclasses.field(default=None, repr=False)
+    # Secret: only from PROXY_FLAGS_KEY. Read-only: it lets an app evaluate flags (OFREP).
+    flags_key: str | None = dataclasses.field(default=None, repr=False)
     resync_interval_s: float = 1.0
     heartbeat_interval_s: float = 2.0
     connect_timeout_s: float = 5.0
@@ -98,7 +100,7 @@ SPEC = Spec(
     env_prefix=ENV_PREFIX,
     error=ConfigError,
     aliases={"REDIS_URL": "redis_url"},
-    secrets={"admin_token": "PROXY_ADMIN_TOKEN"},
+    secrets={"admin_token": "PROXY_ADMIN_TOKEN", "flags_key": "PROXY_FLAGS_KEY"},
     checks={
         "retry_budget_ratio": at_most(1, form="a share between 0 and 1, such as 0.2"),
         "health_check_path": prefixed("/", form="a path such as /health"),

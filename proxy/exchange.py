@@ -9,6 +9,7 @@ from typing import Protocol
 
 from proxy.context import LocalReply, ProxyContext
 from proxy.errors import FlagBlocked, NoBackend, ProxyError
+from proxy.flagheader import flag_entries
 from proxy.forward import request_head
 from proxy.http1 import LAST_CHUNK, chunk, simple_response
 from proxy.response import ClientPeer, ResponseSide
@@ -200,7 +201,9 @@ class Exchange(ResponseSide):
             peer=self.client.peer,
             host=self.host,
             minor=self.minor,
-            flags_on=snap.flags_on,
+            flags_on=snap.flags_on
+            if self.decision is None
+            else flag_entries(snap.flag_rules, self.decision.bucket),
             chunked=self.chunked,
             upgrade=self.upgrade,
             trusted=self.client.trusted,

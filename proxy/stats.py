@@ -25,6 +25,9 @@ class Stats:
         self.by_class: dict[str, list[int]] = {}
         self.latency_counts: dict[str, list[int]] = {}
         self.latency_sums: defaultdict[str, float] = defaultdict(float)
+        # ((flag, variant), ...) of a bucket -> answers by status class: one lookup per
+        # request, spread out to flag and variant only when scraped.
+        self.flag_counts: dict[tuple[tuple[str, str], ...], list[int]] = {}
 
     def count(self, version: str, status: int) -> None:
         counts = self.by_class.get(version)
@@ -32,6 +35,25 @@ class Stats:
             counts = self.by_class[version] = [0] * 6
         klass = status // 100
         counts[klass if klass < 6 else 0] += 1
+
+    def count_flags(self, pairs: tuple[tuple[str, str], ...], status: int) -> None:
+        if not pairs:
+            return
+        counts = self.flag_counts.get(pairs)
+        if counts is None:
+            counts = self.flag_counts[pairs] = [0] * 6
+        klass = status // 100
+        counts[klass if klass < 6 else 0] += 1
+
+    def by_variant(self) -> dict[tuple[str, str, str], int]:
+        """(flag, variant, status class) -> answers, for the metrics."""
+        out: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        for pairs, counts in self.flag_counts.items():
+            for klass, n in enumerate(counts):
+                if n:
+                    for flag, variant in pairs:
+                        out[flag, variant, _CLASSES.get(klass, "other")] += n
+        return dict(out)
 
     @property
     def requests(self) -> dict[tuple[str, str], int]:
@@ -79,6 +101,15 @@ class StatsCollector(Collector):
         for (version, klass), n in sorted(self.stats.requests.items()):
             requests.add_metric([version, klass], n)
         yield requests
+
+        variants = CounterMetricFamily(
+            "switchyard_flag_variant_requests",
+            "Requests answered, by variant flag, the user's variant and status class",
+            labels=["flag", "variant", "status_class"],
+        )
+        for (flag, variant, klass), n in sorted(self.stats.by_variant().items()):
+            variants.add_metric([flag, variant, klass], n)
+        yield variants
 
         latency = HistogramMetricFamily(
             "switchyard_upstream_latency_seconds",

@@ -30,7 +30,7 @@ class KeySpace:
 
     @property
     def flags(self) -> str:
-        """HASH: flag name -> "1" or "0"."""
+        """HASH: flag name -> "1" / "0", or a JSON rule {"on", "percent" or "variants"} (state/flags.py)."""
         return f"{self.prefix}flags"
 
     @property

@@ -12,6 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from state.errors import InvalidValue
+from state.flags import Flag
 
 PoolName = Literal["production", "staging"]
 POOLS: tuple[PoolName, ...] = ("production", "staging")
@@ -62,10 +63,17 @@ class Snapshot:
     alert: Alert | None = None
     flags: Mapping[str, bool] = field(default_factory=dict)
     flag_routes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_FLAG_ROUTES)
+    # The whole flags (percentages, variants: state/flags.py). Give either this or
+    # `flags`: the other is derived, `flags` being the on-for-everyone view of these.
+    flag_rules: Mapping[str, Flag] = field(default_factory=dict)
     # Derived once: readers look at it on every request.
     flags_on: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.flag_rules and not self.flags:
+            object.__setattr__(self, "flags", {n: f.on_for_everyone for n, f in self.flag_rules.items()})
+        elif self.flags and not self.flag_rules:
+            object.__setattr__(self, "flag_rules", {n: Flag(on=on) for n, on in self.flags.items()})
         object.__setattr__(self, "flags_on", tuple(sorted(n for n, on in self.flags.items() if on)))
 
     def pool(self, name: PoolName) -> tuple[str, ...]:
@@ -81,6 +89,7 @@ class Snapshot:
             else {"by": self.alert.by, "reason": self.alert.reason, "at": self.alert.at},
             "flags": dict(sorted(self.flags.items())),
             "flag_routes": {k: list(v) for k, v in sorted(self.flag_routes.items())},
+            "flag_rules": {k: v.to_json() for k, v in sorted(self.flag_rules.items())},
         }
 
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from state.base import Accessor, audit, guarded
+from state.flags import Stored, decode_flags, from_stored, stored_of, with_rule
 from state.model import (
     DEFAULT_WEIGHT,
     Alert,
@@ -97,7 +98,7 @@ class StateStore(Accessor):
             staging=tuple(sorted(stag)),
             weight=_stored_weight(weight),
             alert=None if alert is None else Alert.decode(alert),
-            flags={name: value == "1" for name, value in flags.items()},
+            flag_rules=decode_flags(flags),
             flag_routes=decode_flag_routes(routes),
         )
 
@@ -166,16 +167,15 @@ class StateStore(Accessor):
         name = parse_flag_name(name)
         key = self.keys.flags
 
-        async def read(p: aioredis.client.Pipeline) -> bool | None:
-            raw = await p.hget(key, name)
-            return None if raw is None else raw == "1"
+        async def read(p: aioredis.client.Pipeline) -> Stored | None:
+            return stored_of(await p.hget(key, name))
 
         return await self._mutate(
             f"flag:{name}",
             (key,),
             read,
-            lambda p, after: p.hset(key, name, "1" if after else "0"),
-            lambda _: on,
+            lambda p, after: p.hset(key, name, with_rule(from_stored(after)).encode()),
+            lambda before: with_rule(from_stored(before), on=on).stored(),
         )
 
     async def set_flag_routes(self, name: str, prefixes: list[str]) -> Change:

@@ -209,6 +209,11 @@ def test_snapshot_to_json_is_plain_json() -> None:
         "alert": {"by": "monitor", "reason": "latency", "at": 3.0},
         "flags": {"alpha": True, "disableSET": True, "zeta": False},
         "flag_routes": {"beta": ["/beta"], "disableSET": ["/set"]},
+        "flag_rules": {
+            "alpha": {"on": True, "kind": "boolean"},
+            "disableSET": {"on": True, "kind": "boolean"},
+            "zeta": {"on": False, "kind": "boolean"},
+        },
     }
     assert list(body["flags"]) == ["alpha", "disableSET", "zeta"]  # type: ignore[call-overload]
     assert snap.pool("production") == snap.production
