@@ -96,6 +96,9 @@ class ProvisionerConfig:
     webhook_networks: tuple[str, ...] = ()
     webhook_replay_ttl_s: float = 86400.0
     webhook_max_body_bytes: int = 1048576
+    # The head must arrive within this of the accept, and the body within it again.
+    webhook_read_timeout_s: float = 10.0
+    webhook_max_connections: int = 64
     webhook_fetch: bool = False
     log_level: str = "INFO"
     log_format: str = "text"

@@ -1,7 +1,9 @@
 """The push webhook: the code host's push event runs the same deploy as a `git push` here.
 
-Checked in this order, and anything that fails runs nothing: the sender's network
-(403), the body's size (413), the HMAC signature (401), the event (400 when
+The listener closes a sender outside the allowed networks at accept, times the head
+and caps connections (`deploy/gate.py`). Then, in this order, and anything that fails
+runs nothing: the sender's network (403), the body's size (413) and its arrival within
+`webhook_read_timeout_s` (408), the HMAC signature (401), the event (400 when
 malformed), the delivery id, remembered in Redis for `webhook_replay_ttl_s` (a replay
 gets 403). A push to main/master or staging answers 202 and deploys in the background
 (pushes to one environment wait for each other on the deploy lock); others answer 200
@@ -22,6 +24,7 @@ from aiohttp import web
 from provisioner.config import ProvisionerConfig
 from provisioner.deploy import gitrepo
 from provisioner.deploy.commands import DeployParts
+from provisioner.deploy.gate import Gate, GatedSite
 from provisioner.deploy.gitrefs import RefUpdate, decide, parse_sha
 from provisioner.deploy.signature import Network, networks, parse_push, sender_allowed, verify
 from provisioner.errors import DeployInputError, ProvisionerError
@@ -50,6 +53,7 @@ class PushWebhook:
         max_body_bytes: int,
         deploys: DeployStore,
         start_deploy: StartDeploy,
+        read_timeout_s: float = 10.0,
     ) -> None:
         self._secret = secret
         self.allowed = allowed
@@ -57,6 +61,7 @@ class PushWebhook:
         self.max_body_bytes = max_body_bytes
         self.deploys = deploys
         self.start_deploy = start_deploy
+        self.read_timeout_s = read_timeout_s
         self.tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
@@ -75,9 +80,12 @@ class PushWebhook:
         if (request.content_length or 0) > self.max_body_bytes:
             return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.read_timeout_s):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, "too_slow", f"the body did not arrive within {self.read_timeout_s:g}s")
         if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("push webhook: bad or missing signature from %s", request.remote)
             return _error(401, "bad_signature", f"{SIGNATURE_HEADER} does not sign this body with our secret")
@@ -128,20 +136,27 @@ async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
         except (ProvisionerError, StateError) as exc:
             log.error("deploy of %s to %s not run: %s", sha[:8], env, exc)
 
+    allowed = networks(config.webhook_networks)
     hook = PushWebhook(
         secret=config.push_webhook_secret or "",
-        allowed=networks(config.webhook_networks),
+        allowed=allowed,
         replay_ttl_s=config.webhook_replay_ttl_s,
         max_body_bytes=config.webhook_max_body_bytes,
         deploys=parts.deploys,
         start_deploy=start_deploy,
+        read_timeout_s=config.webhook_read_timeout_s,
     )
-    runner = web.AppRunner(hook.app(), access_log=None)
+    gate = Gate(allowed, config.webhook_read_timeout_s, config.webhook_max_connections)
+    app = hook.app()
+    gate.install(app)
+    # After an answer that left a body unread, aiohttp reads on for `lingering_time` (10 s
+    # by default) so the client sees the answer: one second is enough for that.
+    runner = web.AppRunner(app, access_log=None, lingering_time=1.0)
     await runner.setup()
     host, _, port = config.webhook_listen.rpartition(":")
     try:
         sock = socket.create_server((host.strip("[]"), int(port)))
-        await web.SockSite(runner, sock).start()
+        await GatedSite(runner, sock, gate).start()
         log.info("push webhook listening on http://%s/push", config.webhook_listen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
