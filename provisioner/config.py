@@ -99,6 +99,9 @@ class ProvisionerConfig:
     # The head must arrive within this of the accept, and the body within it again.
     webhook_read_timeout_s: float = 10.0
     webhook_max_connections: int = 64
+    # Whether a force push (the push event's `forced`) may take an environment back to
+    # an older commit; otherwise such a push, like a replay, deploys nothing.
+    webhook_allow_force: bool = False
     webhook_fetch: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
