@@ -74,7 +74,8 @@ async def attacker(port: int, stop: asyncio.Event, holds: list[float], opened: l
 
 
 async def signed_push(url: str) -> tuple[int, float]:
-    body = event("refs/heads/feature", "a" * 40, "b" * 40)
+    # A new commit each time: the same signed body twice is a replay.
+    body = event("refs/heads/feature", "a" * 40, secrets.token_hex(20))
     clock = time.monotonic()
     status, _ = await post(url, body, headers(body, SECRET, str(uuid.uuid4())))
     return status, time.monotonic() - clock
