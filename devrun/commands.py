@@ -66,9 +66,14 @@ def serve_command(python: str, listen: str, admin_listen: str, redis: RedisArgs)
     ]
 
 
-def monitor_command(python: str, redis: RedisArgs) -> list[str]:
-    """The proxy host's monitor, as the original ran one on the proxy server."""
-    return [python, "-u", "-m", "monitor", "run", "--role", "proxy", "--name", MONITOR_NAME, *redis.argv()]
+def monitor_command(python: str, redis: RedisArgs, proxy_pid: int) -> list[str]:
+    """The proxy host's monitor, as the original ran one on the proxy server. It samples
+    the proxy's own process: on a laptop the whole machine is busy with everything else
+    (it fired within 15 s and sent every request to production)."""
+    return [
+        python, "-u", "-m", "monitor", "run", "--role", "proxy", "--name", MONITOR_NAME,
+        "--source", f"pid:{proxy_pid}", *redis.argv(),
+    ]  # fmt: skip
 
 
 def worker_command(python: str, redis: RedisArgs) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from devrun.commands import (
     APPS,
+    MONITOR_NAME,
     RedisArgs,
     app_command,
     client_host,
@@ -28,6 +29,7 @@ from devrun.commands import (
     serve_command,
     worker_command,
 )
+from devrun.leftovers import forget_monitor
 from devrun.procs import (
     ROOT,
     Child,
@@ -157,7 +159,9 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
                 state.proxy,
             )
         # The monitor has no port to wait for: supervision notices if it exits.
-        state.monitor = Child.start("monitor", monitor_command(options.python, state.redis), console)
+        state.monitor = Child.start(
+            "monitor", monitor_command(options.python, state.redis, state.proxy.pid), console
+        )
         state.worker = Child.start("worker", worker_command(options.python, state.redis), console)
         deploy_repo = _deploy_repo(state, with_url=choice.kind is not StoreKind.ENV)
 
@@ -261,5 +265,9 @@ def _shutdown(options: Options, state: _Run) -> None:
         state.worker.stop(WORKER_STOP_S)
     children = [*(c for c in (state.monitor, state.proxy) if c), *(state.apps or [])]
     stop_all(children, STOP_GRACE_S)
+    if state.monitor is not None and store.choice.shared and ping(store.url):
+        # After the monitor has stopped, so it cannot set anything again.
+        for line in forget_monitor(store.url, options.key_prefix, MONITOR_NAME):
+            (console.error if line.startswith("warning:") else console.say)(line)
     store.close(STOP_GRACE_S)
     console.say("stopped")

@@ -57,16 +57,19 @@ def send(settings: SmtpSettings, msg: EmailMessage) -> list[str]:
         else:
             client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
         with client:
-            if settings.security == "starttls":
+            user, password = settings.user, settings.password
+            login = user is not None and password is not None
+            if settings.security == "starttls" and (login or _offers_starttls(client)):
                 client.starttls(context=context)
-            if settings.user is not None and settings.password is not None:
-                client.login(settings.user, settings.password)
+            if user is not None and password is not None:
+                client.login(user, password)
             refused = client.send_message(msg, from_addr=settings.sender, to_addrs=list(settings.recipients))
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"SMTP {where} refused the login of {settings.user!r}: {_reply(exc)}") from exc
     except smtplib.SMTPNotSupportedError as exc:
         raise DeliveryError(
-            f"SMTP {where} does not offer {settings.security.upper()}: check smtp_security"
+            f"SMTP {where} does not offer {settings.security.upper()}, which a login needs:"
+            " check smtp_security"
         ) from exc
     except smtplib.SMTPResponseException as exc:
         raise DeliveryError(f"SMTP {where} answered {exc.smtp_code}: {_reply(exc)}") from exc
@@ -78,6 +81,14 @@ def send(settings: SmtpSettings, msg: EmailMessage) -> list[str]:
         raise DeliveryError(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
     # Some got it: retrying would send the others a duplicate, so this counts as sent.
     return sorted(refused)
+
+
+def _offers_starttls(client: smtplib.SMTP) -> bool:
+    """Without a login nothing secret is sent, so a relay that offers no STARTTLS (a
+    send-only postfix on port 25) gets the mail in plain, as mail servers deliver to
+    each other; with a login, `starttls()` refuses such a server instead."""
+    client.ehlo_or_helo_if_needed()
+    return client.has_extn("starttls")
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

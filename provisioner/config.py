@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from provisioner.errors import ConfigError
 from settings import LOG_FORMAT, LOG_LEVEL, Spec, choice, load, redact_url
@@ -25,7 +27,10 @@ PROVIDERS = ("local", "digitalocean")
 
 @dataclass(frozen=True, slots=True)
 class ProvisionerConfig:
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    # A file (mode 0600) holding Redis's password, for a run whose environment cannot
+    # carry REDIS_URL (a git push over SSH runs the hook without the pusher's).
+    redis_password_file: str = ""
     key_prefix: str = DEFAULT_PREFIX
     # Empty: digitalocean when a token is set, else local.
     provider: str = ""
@@ -96,6 +101,12 @@ class ProvisionerConfig:
     webhook_networks: tuple[str, ...] = ()
     webhook_replay_ttl_s: float = 86400.0
     webhook_max_body_bytes: int = 1048576
+    # The head must arrive within this of the accept, and the body within it again.
+    webhook_read_timeout_s: float = 10.0
+    webhook_max_connections: int = 64
+    # Whether a force push (the push event's `forced`) may take an environment back to
+    # an older commit; otherwise such a push, like a replay, deploys nothing.
+    webhook_allow_force: bool = False
     webhook_fetch: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
@@ -181,7 +192,33 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"webhook_listen {config.webhook_listen!r} is not host:port, e.g. 127.0.0.1:8090")
     provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
-    return replace(config, provider=provider)
+    return replace(config, provider=provider, redis_url=_with_password(config))
+
+
+def _with_password(config: ProvisionerConfig) -> str:
+    """The Redis URL with the password from `redis_password_file`, if one is named."""
+    if not config.redis_password_file:
+        return config.redis_url
+    path = Path(config.redis_password_file)
+    try:
+        mode = path.stat().st_mode
+        password = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"redis_password_file {path}: cannot read it ({exc})") from exc
+    if not stat.S_ISREG(mode) or mode & 0o077:
+        raise ConfigError(
+            f"redis_password_file {path} may be read by others (mode {stat.S_IMODE(mode):o}):"
+            f" chmod 600 {path}"
+        )
+    if not password:
+        raise ConfigError(f"redis_password_file {path} is empty")
+    parts = urlsplit(config.redis_url)
+    query = parse_qsl(parts.query)
+    if parts.password or any(name == "password" for name, _ in query):
+        raise ConfigError("redis_url has a password and redis_password_file is set: use one of them")
+    # In the query, not the user-info: it is read alike for redis://, rediss:// and unix://.
+    query.append(("password", password))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def check_provider(config: ProvisionerConfig) -> None:

@@ -120,6 +120,11 @@ class KeySpace:
         """STRING with TTL: a push webhook delivery already accepted, so a replay runs nothing."""
         return f"{self.prefix}webhook:delivery:{delivery_id}"
 
+    def webhook_body(self, digest: str) -> str:
+        """STRING with TTL: the SHA-256 of a signed push body already accepted, so the same
+        push replayed under a new delivery id runs nothing."""
+        return f"{self.prefix}webhook:body:{digest}"
+
     @property
     def scale_requests(self) -> str:
         """STREAM of scale requests (pool, reason, by, at, request); consumer group

@@ -5,8 +5,10 @@
     ansible-playbook -i playbooks/inventory/switchyard.py -e switchyard_app_step=list playbooks/production.yml
 
 A thin shell around `python -m provisioner inventory`, run with Switchyard's virtualenv
-(or $SWITCHYARD_PYTHON); Redis and the key prefix come from REDIS_URL and
-PROVISIONER_KEY_PREFIX as for every provisioner command.
+(or $SWITCHYARD_PYTHON). The provisioner's settings file, named by
+$SWITCHYARD_PROVISIONER_CONFIG, is passed as --config, so Ansible reaches the servers
+with exactly the provisioner's SSH key, user and app settings; REDIS_URL and
+PROVISIONER_* apply on top of it as for every provisioner command.
 """
 
 from __future__ import annotations
@@ -20,4 +22,6 @@ python = os.environ.get("SWITCHYARD_PYTHON") or str(ROOT / ".venv" / "bin" / "py
 os.environ["PYTHONPATH"] = str(ROOT) + (
     os.pathsep + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else ""
 )
-os.execv(python, [python, "-m", "provisioner", "inventory", *sys.argv[1:]])  # noqa: S606
+config = os.environ.get("SWITCHYARD_PROVISIONER_CONFIG")
+settings = ["--config", config] if config else []
+os.execv(python, [python, "-m", "provisioner", "inventory", *settings, *sys.argv[1:]])  # noqa: S606

@@ -3,18 +3,24 @@
 Each takes the loaded configuration or the parts `provisioner.app.build_deployer` made
 (it knows the providers, so this package need not), prints for a person (the pusher,
 for `receive`: git shows a hook's output as "remote: ...") and returns the exit code.
+
+Output never interrupts a deploy: a pusher who hangs up closes the hook's stdout, and
+the deploy runs on (the lines go to the log). The exit code says how the deploy
+ended, whether or not anyone read its output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 
@@ -26,6 +32,9 @@ from provisioner.deploy.releases import previous
 from provisioner.errors import DeployError, DeployInputError
 from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
 from state.model import PoolName
+
+log = logging.getLogger("provisioner.deploy")
+_gone: set[str] = set()
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -56,8 +65,30 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     which.add_argument("--host")
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
+def say(line: str, *, error: bool = False) -> None:
+    """Print a line for the person (stderr for an error); once its reader is gone, log it."""
+    name = "stderr" if error else "stdout"
+    if name not in _gone:
+        stream = sys.stderr if error else sys.stdout
+        try:
+            print(line, file=stream, flush=True)
+            return
+        except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
+            _gone.add(name)
+            _silence(stream)
+    (log.error if error else log.info)("%s", line)
+
+
+def _silence(stream: TextIO) -> None:
+    # Whatever is still buffered would fail again at exit ("Exception ignored ...
+    # BrokenPipeError", exit 120): the stream's descriptor is pointed at /dev/null.
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):  # no descriptor (a test's capture): nothing buffered to fail
+        pass
 
 
 @dataclass
@@ -78,7 +109,7 @@ def outcome(record: DeployRecord) -> int:
         say(f"{what} succeeded in {record.seconds:.1f}s: {where}")
         return 0
     at = f" at {record.failed_host}, task {record.failed_task!r}" if record.failed_host else ""
-    print(f"error: {what} failed{at}: {record.error}", file=sys.stderr, flush=True)
+    say(f"error: {what} failed{at}: {record.error}", error=True)
     return 1
 
 
@@ -100,7 +131,7 @@ async def receive(parts: DeployParts, repo: Path, lines: Iterable[str]) -> int:
         try:
             updates.append(parse_update(line))
         except DeployInputError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            say(f"error: {exc}", error=True)
             code = 1
     for decision in decide(updates):
         say(decision.why)

@@ -237,8 +237,8 @@ class Deployer:
                 f"proxies {', '.join(result.waiting_on)} still used {target.url} after"
                 f" {self.settings.drain_timeout_s:.0f}s; nothing was switched",
             )
-        self.say(f"{target.host}: drained from {env} in {result.waited_s:.1f}s")
         try:
+            self.say(f"{target.host}: drained from {env} in {result.waited_s:.1f}s")
             report = await self._switch(env, target, extravars, playbook)
         finally:
             # Success or not, whatever runs there now (the new release, or the previous one

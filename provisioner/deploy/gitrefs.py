@@ -82,3 +82,19 @@ def decide(updates: Iterable[RefUpdate]) -> list[PushDecision]:
         )
         for i, d in enumerate(found)
     ]
+
+
+def stale_push(
+    deployed: str | None, new: str, behind: bool, *, forced: bool, allow_force: bool
+) -> str | None:
+    """Why a webhook push must not move its environment to `new`, or None if it may.
+
+    `behind`: `new` is the `deployed` commit or one of its ancestors. A push carries its
+    own signature forever, so a captured one replayed later would take the environment
+    back; only a force push (the code host says so) may, and only if the settings allow.
+    """
+    if deployed is None or not behind or (forced and allow_force):
+        return None
+    what = "is the deployed commit" if new == deployed else f"is older than the deployed {deployed[:8]}"
+    why = "a force push, and webhook_allow_force is off" if forced else "a replayed or stale push"
+    return f"{new[:8]} {what}: {why}; nothing deployed"

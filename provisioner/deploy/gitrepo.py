@@ -67,3 +67,9 @@ async def archive(repo: Path, sha: str, dest: Path) -> Path:
     """`git archive` of the commit's tree into `dest` (a tar)."""
     await git(repo, "archive", "--format=tar", "-o", str(dest), sha)
     return dest
+
+
+async def is_behind(repo: Path, sha: str, deployed: str) -> bool:
+    """Whether `sha` is `deployed` or one of its ancestors: no commit of `sha`'s history
+    is missing from `deployed`'s. DeployError when the repository lacks either."""
+    return await git(repo, "rev-list", "-n", "1", sha, f"^{deployed}", "--") == ""

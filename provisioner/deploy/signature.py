@@ -51,6 +51,7 @@ class PushEvent:
     before: str
     after: str
     repository: str  # the repository's full name, for the log
+    forced: bool = False  # the code host's word that the branch was force-pushed
 
 
 def parse_push(body: bytes) -> PushEvent:
@@ -69,6 +70,13 @@ def parse_push(body: bytes) -> PushEvent:
         fields[name] = value
     repo = data.get("repository")
     full_name = repo.get("full_name") if isinstance(repo, dict) else None
+    forced = data.get("forced", False)
+    if not isinstance(forced, bool):
+        raise DeployInputError("the push event's 'forced' is not true or false")
     return PushEvent(
-        fields["ref"], fields["before"], fields["after"], full_name if isinstance(full_name, str) else ""
+        fields["ref"],
+        fields["before"],
+        fields["after"],
+        full_name if isinstance(full_name, str) else "",
+        forced,
     )

@@ -10,7 +10,15 @@ import time
 import pytest
 
 from provisioner.deploy.deployer import failed_task
-from provisioner.deploy.gitrefs import ZERO_SHA, RefUpdate, decide, parse_sha, parse_update, target_env
+from provisioner.deploy.gitrefs import (
+    ZERO_SHA,
+    RefUpdate,
+    decide,
+    parse_sha,
+    parse_update,
+    stale_push,
+    target_env,
+)
 from provisioner.deploy.inventory import as_ansible, plan
 from provisioner.deploy.releases import is_release, previous, release_name, to_prune
 from provisioner.deploy.signature import networks, parse_push, sender_allowed, signature, verify
@@ -130,7 +138,9 @@ def test_push_events_are_parsed_or_refused() -> None:
     event = {"ref": "refs/heads/main", "before": A, "after": B, "repository": {"full_name": "shop/app"}}
     push = parse_push(json.dumps(event).encode())
     assert (push.ref, push.before, push.after, push.repository) == ("refs/heads/main", A, B, "shop/app")
+    assert not push.forced and parse_push(json.dumps({**event, "forced": True}).encode()).forced
     for body, why in (
+        (json.dumps({**event, "forced": "yes"}).encode(), "'forced'"),
         (b"{not json", "not JSON"),
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
@@ -139,6 +149,22 @@ def test_push_events_are_parsed_or_refused() -> None:
     ):
         with pytest.raises(DeployInputError, match=why):
             parse_push(body)
+
+
+def test_a_webhook_push_only_moves_an_environment_forward() -> None:
+    # Nothing deployed yet, or a commit the deployed one is not ahead of: deploy.
+    assert stale_push(None, A, True, forced=False, allow_force=False) is None
+    assert stale_push(A, B, False, forced=False, allow_force=False) is None
+    # The deployed commit again, or one of its ancestors: a replay or a stale push.
+    same = stale_push(A, A, True, forced=False, allow_force=False)
+    assert same == f"{A[:8]} is the deployed commit: a replayed or stale push; nothing deployed"
+    older = stale_push(A, B, True, forced=False, allow_force=False)
+    assert older == f"{B[:8]} is older than the deployed {A[:8]}: a replayed or stale push; nothing deployed"
+    # A force push goes back only when the settings allow it.
+    forced = stale_push(A, B, True, forced=True, allow_force=False)
+    assert forced is not None and "webhook_allow_force is off" in forced
+    assert stale_push(A, B, True, forced=True, allow_force=True) is None
+    assert stale_push(A, B, True, forced=False, allow_force=True) is not None
 
 
 def record(sid: str, pool: str, url: str, state: str = "active") -> ServerRecord:

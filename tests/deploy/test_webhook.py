@@ -24,6 +24,7 @@ from provisioner.deploy.webhook import PushWebhook
 from provisioner.scale.local import app_pid
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
+from state.webhooks import WebhookMemory
 from tests.support import ROOT
 from tests.support.deploy import AppRepo, current, deploy_env, servers
 from tests.support.ports import free_port
@@ -37,6 +38,10 @@ def event(ref: str, before: str, after: str) -> bytes:
     return json.dumps(
         {"ref": ref, "before": before, "after": after, "repository": {"full_name": "t/app"}}
     ).encode()
+
+
+def forced(ref: str, before: str, after: str) -> bytes:
+    return json.dumps({**json.loads(event(ref, before, after)), "forced": True}).encode()
 
 
 def headers(body: bytes, secret: str, delivery: str, kind: str = "push") -> dict[str, str]:
@@ -139,6 +144,9 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         # The same delivery again is a replay: refused, not run twice.
         status, answer = await post(url, good, headers(good, secret, delivery))
         assert status == 403 and answer["error"] == "replayed"
+        # So is the same signed body under a new delivery id (the signature does not cover it).
+        status, answer = await post(url, good, headers(good, secret, str(uuid.uuid4())))
+        assert status == 403 and answer["error"] == "replayed", answer
 
         await eventually(
             lambda: deploys.history("production"),
@@ -149,6 +157,16 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         )
         (record,) = await deploys.history("production")
         assert record.result == "succeeded" and record.sha == sha, record.error
+        # Signed pushes, never seen before, that would take production back: the deployed
+        # commit again, an older one, an older one force-pushed (webhook_allow_force is off).
+        for body, why in (
+            (event("refs/heads/main", old, sha) + b"\n", f"{sha[:8]} is the deployed commit"),
+            (event("refs/heads/main", sha, old), f"{old[:8]} is older than the deployed {sha[:8]}"),
+            (forced("refs/heads/main", sha, old), "a force push, and webhook_allow_force is off"),
+        ):
+            status, answer = await post(url, body, headers(body, secret, str(uuid.uuid4())))
+            assert status == 409 and answer["error"] == "stale" and why in str(answer["message"]), answer
+        assert len(await deploys.history("production")) == 1
         assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"
         pid = app_pid(Path(server.ref))
         assert pid is not None
@@ -174,8 +192,11 @@ async def test_senders_outside_the_networks_and_big_bodies_are_refused(
 ) -> None:
     started: list[str] = []
 
-    async def start(env: PoolName, sha: str) -> None:
+    async def start(env: PoolName, sha: str, forced: bool) -> None:
         started.append(sha)
+
+    async def no_order(env: PoolName, sha: str, forced: bool) -> str | None:
+        return None
 
     def hook(allowed: list[str]) -> PushWebhook:
         return PushWebhook(
@@ -184,6 +205,8 @@ async def test_senders_outside_the_networks_and_big_bodies_are_refused(
             replay_ttl_s=60,
             max_body_bytes=1024,
             deploys=deploys,
+            memory=WebhookMemory(deploys.redis, deploys.keys),
+            order=no_order,
             start_deploy=start,
         )
 

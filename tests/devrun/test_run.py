@@ -465,11 +465,20 @@ def test_devrun_serves_through_the_proxy(redis_server: RedisServer, tmp_path: Pa
         )
         assert json.loads(client.get(keys.host("local-proxy")))["role"] == "proxy"
         pids.append(monitor_pid(out.read_text()))
+        # It samples the proxy's own process, not the whole (busy) machine.
+        assert f"source=pid:{status['proxy']['pid']}" in out.read_text()
+        # What a firing rule of the run's monitor leaves behind, written as the monitor
+        # writes it: the alert key (as monitor:local-proxy) and the rule's state.
+        client.set(keys.alert, json.dumps({"by": "monitor:local-proxy", "reason": "cpu", "at": time.time()}))
+        client.hset(keys.monitor_rules("local-proxy"), "cpu", json.dumps({"phase": "firing"}))
         seen = {get_text(listen, "/version") for _ in range(40)}
         # 40 draws at 30% staging all landing on one side has odds below 1e-6.
         assert seen == {"v1\n", "v2\n"}
         assert '--redis-url "$REDIS_URL"' in out.read_text()
         interrupt_and_check(devrun, client, keys, pids, out)
+        # Ctrl-C cleared what the run set in the shared Redis.
+        assert client.get(keys.alert) is None and client.hgetall(keys.monitor_rules("local-proxy")) == {}
+        assert "cleared the alert key the run's monitor had set" in out.read_text()
     finally:
         kill_leftovers(devrun, pids)
         client.close()

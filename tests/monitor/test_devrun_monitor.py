@@ -7,9 +7,10 @@ from devrun.commands import RedisArgs, hints, monitor_command
 
 def test_monitor_command_watches_the_proxy_host_on_the_runs_redis() -> None:
     redis = RedisArgs("redis://127.0.0.1:7000/0", "redis://127.0.0.1:7000/0", "mine:")
-    assert monitor_command("/venv/bin/python", redis) == [
+    # The proxy's own process, not the whole (busy) machine.
+    assert monitor_command("/venv/bin/python", redis, 4242) == [
         "/venv/bin/python", "-u", "-m", "monitor", "run", "--role", "proxy", "--name", "local-proxy",
-        "--redis-url", "redis://127.0.0.1:7000/0", "--key-prefix", "mine:",
+        "--source", "pid:4242", "--redis-url", "redis://127.0.0.1:7000/0", "--key-prefix", "mine:",
     ]  # fmt: skip
 
 

@@ -143,10 +143,32 @@ def test_implicit_tls(tls_files: tuple[Path, Path]) -> None:
         server.stop()
 
 
-def test_starttls_required_but_not_offered(smtp: SmtpServer) -> None:
-    with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
-        send(settings(smtp.port, "starttls"), compose(FIRING, "a@example.com", ("b@example.com",)))
-    assert smtp.inbox.messages == []
+def test_without_a_login_a_relay_without_starttls_gets_plain_mail(smtp: SmtpServer) -> None:
+    # A send-only postfix on port 25 with the default smtp_security (starttls) and no login.
+    send(settings(smtp.port, "starttls"), compose(FIRING, "a@example.com", ("b@example.com",)))
+    (got,) = smtp.inbox.wait_for("firing")
+    assert not got.tls
+
+
+def test_without_a_login_starttls_is_used_when_offered(tls_files: tuple[Path, Path]) -> None:
+    server = SmtpServer(Inbox(), tls_context=server_context(tls_files)).start()
+    try:
+        send(
+            settings(server.port, "starttls", ca_file=str(tls_files[0])),
+            compose(FIRING, "a@example.com", ("b@example.com",)),
+        )
+        (got,) = server.inbox.wait_for("firing")
+        assert got.tls
+    finally:
+        server.stop()
+
+
+def test_a_login_needs_starttls(smtp: SmtpServer) -> None:
+    s = settings(smtp.port, "starttls", user=SMTP_USER, password=SMTP_PASSWORD)
+    with pytest.raises(DeliveryError, match="does not offer STARTTLS, which a login needs") as caught:
+        send(s, compose(FIRING, "a@example.com", ("b@example.com",)))
+    assert SMTP_PASSWORD not in str(caught.value)
+    assert smtp.inbox.messages == [] and smtp.inbox.logins == []
 
 
 def test_nothing_listening_is_a_delivery_error() -> None:

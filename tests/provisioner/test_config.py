@@ -149,3 +149,27 @@ def test_empty_secrets_are_unset() -> None:
     assert config.digitalocean_token is None and config.webhook_secret is None
     assert config.provider == "local"
     assert isinstance(config, ProvisionerConfig)
+
+
+def test_the_redis_password_comes_from_a_private_file(tmp_path: Path) -> None:
+    secret = tmp_path / "redis.pass"
+    secret.write_text("a/b+c&d%\n")
+    secret.chmod(0o600)
+    config = load_config(
+        env={"REDIS_URL": "redis://127.0.0.1:6390/2", "PROVISIONER_REDIS_PASSWORD_FILE": str(secret)}
+    )
+    assert config.redis_url == "redis://127.0.0.1:6390/2?password=a%2Fb%2Bc%26d%25"
+    assert "a/b" not in repr(config)
+    secret.chmod(0o640)
+    with pytest.raises(ConfigError, match=rf"may be read by others \(mode 640\): chmod 600 {secret}"):
+        load_config(env={"PROVISIONER_REDIS_PASSWORD_FILE": str(secret)})
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError, match="has a password and redis_password_file is set"):
+        load_config(
+            env={"REDIS_URL": "redis://:pw@127.0.0.1/0", "PROVISIONER_REDIS_PASSWORD_FILE": str(secret)}
+        )
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_config(env={"PROVISIONER_REDIS_PASSWORD_FILE": str(tmp_path / "none")})
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(env={"PROVISIONER_REDIS_PASSWORD_FILE": str(secret)})

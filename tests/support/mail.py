@@ -24,6 +24,7 @@ class Received:
     rcpt_tos: list[str]
     message: EmailMessage
     raw: str
+    tls: bool  # whether the session had STARTTLS (or implicit TLS) before DATA
 
 
 @dataclass
@@ -41,7 +42,11 @@ class Inbox:
         with self.lock:
             self.messages.append(
                 Received(
-                    str(envelope.mail_from), list(envelope.rcpt_tos), parsed, raw.decode("utf-8", "replace")
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    parsed,
+                    raw.decode("utf-8", "replace"),
+                    session.ssl is not None,
                 )
             )
         return "250 OK"
