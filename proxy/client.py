@@ -1,7 +1,5 @@
-"""A client connection: parsed with httptools (the callbacks: `proxy/request.py`),
-requests answered in order. A pipelined request waits in a queue (with reading
-paused) until the one before it is answered. A full write buffer on one side
-pauses reading on the other."""
+"""A client connection, parsed with httptools (callbacks: proxy/request.py), answered in order: a
+pipelined request waits, reading paused, for the one before; a full buffer pauses the other side."""
 
 from __future__ import annotations
 
@@ -246,9 +244,7 @@ class ClientConnection(RequestSide, asyncio.Protocol):
         if ex.status:
             self.ctx.stats.count(ex.version, ex.status)
             if ex.decision is not None:
-                self.ctx.stats.count_flags(
-                    variant_pairs(self.ctx.state.snapshot.flag_rules, ex.decision.bucket), ex.status
-                )
+                self.ctx.stats.count_flags(variant_pairs(ex.routed.flag_rules, ex.decision.bucket), ex.status)
             if self.ctx.access_log is not None:
                 self.ctx.access_log.record(ex, self.loop.time() - ex.started_at)
         if ex.backend is not None:

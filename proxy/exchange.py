@@ -1,5 +1,4 @@
-"""One request and its response: routing, the upstream request head, retries,
-and every way an exchange can end. The response side is `proxy/response.py`."""
+"""One request: routing, the upstream head, retries, every way it ends (responses: proxy/response.py)."""
 
 from __future__ import annotations
 
@@ -73,6 +72,7 @@ class Exchange(ResponseSide):
         "response_done",
         "response_started",
         "retried",
+        "routed",
         "sent_at",
         "started_at",
         "status",
@@ -152,7 +152,8 @@ class Exchange(ResponseSide):
                 self.override.decode("latin-1") if self.override else None,
             )
         decision = decide(snap, facts, int(ctx.rng.random() * 100), allow_override=ctx.limits.allow_override)
-        self.decision = decision
+        # Routed by this snapshot: accounting reads its flags, never a later one's.
+        self.decision, self.routed = decision, snap
         pool = snap.pool(decision.version)
         if not pool:
             self.fail(NoBackend("no backend is registered: add one with `python -m proxy pool add`"))
