@@ -22,8 +22,7 @@ log = logging.getLogger("proxy")
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # Request body held while no upstream connection takes it; above this, reading pauses.
 BUFFER_HIGH_BYTES = 256 * 1024
-# A request body up to this size is kept until the response starts, so the
-# request can be retried on another backend; a larger one is not retried.
+# A body up to this size is kept until the response starts, for a retry on another backend.
 REPLAY_MAX_BYTES = 64 * 1024
 
 
