@@ -93,7 +93,14 @@ async def test_full_flow_over_ssh_with_rate_limits_then_retire(
     assert fake_do.calls.count(("POST", "/v2/droplets")) == 3  # two 429s, then accepted
     (droplet,) = fake_do.droplets.values()
     assert droplet["name"] == record.id and str(droplet["id"]) == record.ref
-    assert droplet["tags"] == ["switchyard", "switchyard-production", "web"]
+    generation = await parts.store.generation()
+    assert generation is not None
+    assert droplet["tags"] == [
+        "switchyard",
+        "switchyard-production",
+        f"switchyard-gen-{generation.id}",
+        "web",
+    ]
     assert (await parts.store.read_snapshot()).production == (record.url,)
     assert await parts.registry.get(record.id) == record
     async with aiohttp.ClientSession() as session, session.get(record.url + "/health") as response:
