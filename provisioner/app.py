@@ -127,6 +127,7 @@ def build(
             drain_s=config.drain_timeout_s,
         ),
         extravars=extravars,
+        orphan_grace_s=config.orphan_grace_s,
         commits=CommitSource(DeployStore(client, keys, actor=actor), Path(config.deploy_repo))
         if config.deploy_repo
         else None,

@@ -1,5 +1,5 @@
-"""`python -m provisioner worker | up | down | list | deploy | rollback | releases | receive |
-webhook | inventory`.
+"""`python -m provisioner worker | up | down | list | adopt | destroy | deploy | rollback | releases |
+receive | webhook | inventory`.
 
 Only this module reads the environment, configures logging and exits. Secrets
 are read once and then removed from this process's environment, so neither
@@ -13,14 +13,12 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from provisioner.deploy import commands
 from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.webhook import serve_webhook
 from provisioner.errors import ConfigError, DeployInputError, NotManaged, ProvisionerError
+from provisioner.scale import commands as orphans
 from state import (
     InvalidValue,
     KeySpace,
@@ -72,8 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pool", required=True, help="production or staging")
     down = sub.add_parser("down", parents=[with_provider], help="drain and destroy one server")
     down.add_argument("server", metavar="URL|ID", help="its backend URL or its id (see list)")
-    listing = sub.add_parser("list", parents=[common], help="the servers the provisioner manages")
+    listing = sub.add_parser("list", parents=[with_provider], help="the servers the provisioner manages")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--orphans", action="store_true", help="the provider's servers without a record")
+    adopt = sub.add_parser("adopt", parents=[with_provider], help="write an orphan's record back")
+    adopt.add_argument("server", metavar="ID", help="its id (see list --orphans)")
+    adopt.add_argument("--pool", help="production or staging (default: as its tag says)")
+    destroy = sub.add_parser("destroy", parents=[with_provider], help="destroy an orphan")
+    destroy.add_argument("server", metavar="ID", help="its id (see list --orphans)")
     commands.add_parsers(sub, common)
     return parser
 
@@ -180,29 +185,21 @@ async def _down(parts: Parts, wanted: str) -> int:
     return 0
 
 
-async def _list(registry: ServerRegistry, as_json: bool) -> int:
-    records = await registry.all()
-    if as_json:
-        print(json.dumps([r.to_json() for r in records], indent=2))
-        return 0
-    if not records:
-        print("no servers")
-    now = time.time()
-    for r in records:
-        detail = f"step {r.step}" if r.step else ""
-        if r.error:
-            detail = f"{detail} error: {r.error}".strip()
-        age = f"{now - r.created_at:.0f}s"
-        print(f"{r.id}\t{r.pool}\t{r.provider}\t{r.state}\t{r.url or '-'}\t{age}\t{detail}".rstrip())
-    return 0
-
-
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     _logging(config)
     actor = f"provisioner:{config.worker_id}"
+    if args.command == "list" and args.orphans:
+        return asyncio.run(_with(config, actor, lambda p: orphans.list_orphans(p.provisioner, args.json)))
     if args.command == "list":
         return asyncio.run(_with_registry_only(config, actor, args.json))
+    if args.command == "adopt":
+        pool = None if args.pool is None else parse_pool(args.pool)
+        sid = parse_server_id(args.server)
+        return asyncio.run(_with(config, actor, lambda p: orphans.adopt(p.provisioner, sid, pool)))
+    if args.command == "destroy":
+        sid = parse_server_id(args.server)
+        return asyncio.run(_with(config, actor, lambda p: orphans.destroy(p.provisioner, sid)))
     if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory"):
         return _deploys(args, config, actor)
     if args.command == "worker":
@@ -220,7 +217,9 @@ async def _with_registry_only(config: ProvisionerConfig, actor: str, as_json: bo
     # Listing needs neither a provider nor Ansible.
     client = connect(config.redis_url)
     try:
-        return await _list(ServerRegistry(client, KeySpace(config.key_prefix), actor=actor), as_json)
+        return await orphans.list_servers(
+            ServerRegistry(client, KeySpace(config.key_prefix), actor=actor), as_json
+        )
     finally:
         await client.aclose()
 

@@ -84,6 +84,9 @@ class ProvisionerConfig:
     lock_ttl_s: float = 60.0
     lock_wait_s: float = 600.0
     reclaim_idle_s: float = 120.0
+    # The orphan sweep destroys a server without a record only when its generation tag is
+    # the current one, its address is in no pool and it is at least this old.
+    orphan_grace_s: float = 900.0
     destroy_on_exit: bool = False
     # Notification. The secret signs webhook bodies: only from PROVISIONER_WEBHOOK_SECRET.
     notify_webhook_url: str = ""
@@ -149,6 +152,7 @@ SPEC = Spec(
 # An MD5 fingerprint or a numeric id: anything else makes python-digitalocean upload a new key.
 _SSH_KEY = re.compile(r"\d+|(?:[0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}")
 _TAG = re.compile(r"[A-Za-z0-9:_-]{1,255}")
+MAX_OWNER_TAG = 255 - len("-gen-") - 12
 _NAME_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 
@@ -172,6 +176,12 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
     for tag in (config.digitalocean_owner_tag, *config.digitalocean_tags):
         if not _TAG.fullmatch(tag):
             raise ConfigError(f"tag {tag!r} is not valid: use letters, digits, ':', '-' or '_'")
+    if len(config.digitalocean_owner_tag) > MAX_OWNER_TAG:
+        # Room for the generation tag, <owner>-gen-<12 hex>, within DigitalOcean's 255.
+        raise ConfigError(
+            f"digitalocean_owner_tag is {len(config.digitalocean_owner_tag)} characters: use at most"
+            f" {MAX_OWNER_TAG}"
+        )
     if not _NAME_PREFIX.fullmatch(config.name_prefix):
         raise ConfigError(
             f"name_prefix {config.name_prefix!r} is not valid: a lower-case letter then up to 15"

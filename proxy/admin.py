@@ -1,9 +1,8 @@
 """The admin API (aiohttp): pools, weight, flags, alert, status, audit, metrics.
 
-Reads of the routing state come from Redis when it answers (the truth) and the
-proxy's own snapshot is reported beside it. Writes go through `state/`, so every
-running proxy hears of them at once, and need the admin token (or loopback
-when none is configured).
+Reads of the routing state come from Redis when it answers (the truth), the proxy's own
+snapshot beside it. Writes go through `state/`, so every running proxy hears of them at
+once, and need the admin token (or loopback when none is configured).
 """
 
 from __future__ import annotations
@@ -122,13 +121,18 @@ async def status(request: web.Request) -> web.Response:
             "state_stale": snapshots.stale,
             "state_age_s": None if snapshots.confirmed_at is None else round(snapshots.age_s(), 3),
             "state_error": snapshots.last_error,
+            "state_lost": snapshots.state_lost,
+            "generation": snapshots.generation,
+            "state_restores": snapshots.restores,
             "requests": request.app[STATS].by_version(),
             **_resilience(request.app[STATS]),
         }
     }
     try:
         store = request.app[STORE]
-        body["redis"] = (await store.read_snapshot()).to_json()
+        state = await store.read_state()
+        body["redis"] = state.snapshot.to_json()
+        body["generation"] = None if state.generation is None else state.generation.to_json()
         body["instances"] = [{"id": i.id, **i.info} for i in await store.instances()]
     except StateUnavailable as exc:
         body["redis"] = None

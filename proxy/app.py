@@ -1,4 +1,4 @@
-"""Wiring: the data-plane server, the admin API, the state mirror, the heartbeat."""
+"""Wiring: the data-plane server, the admin API, the snapshot follower, the heartbeat."""
 
 from __future__ import annotations
 
@@ -41,11 +41,14 @@ class ProxyApp:
         # turn every quiet second into a reconnect.
         self.listener_redis.connection_pool.connection_kwargs["socket_timeout"] = None
         self.store = StateStore(self.redis, keys, actor=f"proxy:{self.instance_id}")
-        self.mirror = SnapshotFollower(
-            self.store, StateStore(self.listener_redis, keys), resync_interval_s=config.resync_interval_s
+        self.snapshots = SnapshotFollower(
+            self.store,
+            StateStore(self.listener_redis, keys),
+            resync_interval_s=config.resync_interval_s,
+            restore_lost_state=config.restore_lost_state,
         )
         self.ctx = ProxyContext(
-            self.mirror,
+            self.snapshots,
             Limits.from_config(config),
             control=disable_handler(self.store, config.admin_token),
         )
@@ -53,9 +56,11 @@ class ProxyApp:
         self.registry.register(
             StatsCollector(
                 self.ctx.stats,
-                state_age_s=self.mirror.age_s,
-                state_stale=lambda: self.mirror.stale,
-                state_version=lambda: self.mirror.snapshot.version,
+                state_age_s=self.snapshots.age_s,
+                state_stale=lambda: self.snapshots.stale,
+                state_version=lambda: self.snapshots.snapshot.version,
+                state_lost=lambda: self.snapshots.state_lost,
+                state_restores=lambda: self.snapshots.restores,
             )
         )
         self.server: asyncio.Server | None = None
@@ -72,7 +77,7 @@ class ProxyApp:
         cfg = self.config
         if cfg.access_log != "off":
             self.ctx.access_log = AccessLog(cfg.access_log, cfg.log_format)
-        await self.mirror.start()
+        await self.snapshots.start()
         loop = asyncio.get_running_loop()
         if self.listen_sock is not None:
             self.server = await loop.create_server(
@@ -87,8 +92,8 @@ class ProxyApp:
                 reuse_port=cfg.reuse_port or None,
             )
         self.port = self.server.sockets[0].getsockname()[1]
-        admin = build_admin(self.store, self.mirror, self.ctx.stats, self.registry, cfg.admin_token)
-        mount_ofrep(admin, self.mirror, cfg.flags_key)
+        admin = build_admin(self.store, self.snapshots, self.ctx.stats, self.registry, cfg.admin_token)
+        mount_ofrep(admin, self.snapshots, cfg.flags_key)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
@@ -115,8 +120,8 @@ class ProxyApp:
             self.port,
             cfg.admin_listen.host,
             self.admin_port,
-            self.mirror.snapshot.version,
-            self.mirror.stale,
+            self.snapshots.snapshot.version,
+            self.snapshots.stale,
         )
 
     async def stop(self) -> None:
@@ -139,7 +144,7 @@ class ProxyApp:
         await stop_tasks((self._heartbeat, self._sweeper, self._checker), 5.0)
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
-        await self.mirror.stop()
+        await self.snapshots.stop()
         with contextlib.suppress(StateError, TimeoutError):
             async with asyncio.timeout(1):
                 await self.store.forget_instance(self.instance_id)
@@ -151,12 +156,14 @@ class ProxyApp:
     async def _beat(self) -> None:
         interval = self.config.heartbeat_interval_s
         while True:
-            version = self.mirror.snapshot.version
+            version = self.snapshots.snapshot.version
             info = {
                 "pid": os.getpid(),
                 "listen": f"{self.config.listen.host}:{self.port}",
                 "version": version,
-                "stale": self.mirror.stale,
+                "stale": self.snapshots.stale,
+                "state_lost": self.snapshots.state_lost,
+                "generation": self.snapshots.generation,
                 "started_at": self._started,
                 "requests": self.ctx.stats.by_version(),
                 # Requests in flight per backend: a drain waits for its backend to reach zero.
@@ -166,4 +173,4 @@ class ProxyApp:
                 await self.store.heartbeat(self.instance_id, info, ttl_s=max(5, int(interval * 5)))
             # Report a new version at once, so `status` shows proxies in sync.
             with contextlib.suppress(TimeoutError):
-                await self.mirror.wait_for(version + 1, interval)
+                await self.snapshots.wait_for(version + 1, interval)

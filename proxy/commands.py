@@ -1,4 +1,4 @@
-"""What `python -m proxy pool | weight | flag | alert | status | audit` do, for cli.py.
+"""What `python -m proxy pool | weight | flag | alert | state | status | audit` do, for cli.py.
 
 Each steers every running proxy through Redis (one `StateStore` write, which running
 proxies pick up from pub/sub), or reads the state back, prints for a person and
@@ -80,6 +80,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="set by hand", help="why (recorded in the audit log)")
     alert_sub.add_parser("clear", parents=[common], help="let canary traffic flow again")
 
+    state = sub.add_parser("state", help="the routing state as a whole")
+    state_sub = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = state_sub.add_parser(
+        "reset", parents=[common], help="a deliberate fresh start: empty state that every proxy adopts"
+    )
+    p.add_argument("--yes", action="store_true", help="confirm: every proxy drops its pools, flags and alert")
+
     status = sub.add_parser("status", parents=[common], help="state, and the proxies running on it")
     status.add_argument("--json", action="store_true")
 
@@ -119,6 +126,14 @@ def run(args: argparse.Namespace, config: ProxyConfig) -> int:
         if args.action == "set":
             return asyncio.run(_with_store(config, lambda s: _ok(s.set_alert(args.reason))))
         return asyncio.run(_with_store(config, lambda s: _ok(s.clear_alert())))
+    if cmd == "state":
+        if not args.yes:
+            raise CliError(
+                "state reset empties pools, weight, flags, routes and the alert for every proxy:"
+                " run it again with --yes",
+                EXIT_BAD_INPUT,
+            )
+        return asyncio.run(_with_store(config, _reset))
     if cmd == "status":
         return asyncio.run(_with_store(config, lambda s: _status(s, args.json)))
     if cmd == "audit":
@@ -187,15 +202,26 @@ def _describe(snap: Snapshot) -> list[str]:
     return lines
 
 
+async def _reset(store: StateStore) -> int:
+    change = await store.reset()
+    after = change.after if isinstance(change.after, dict) else {}
+    print(f"state reset: generation {after.get('generation', {}).get('id')}; running proxies follow it")
+    return 0
+
+
 async def _status(store: StateStore, as_json: bool) -> int:
-    snap = await store.read_snapshot()
+    state = await store.read_state()
+    snap, generation = state.snapshot, state.generation
     instances = await store.instances()
     if as_json:
         body = snap.to_json()
+        body["generation"] = None if generation is None else generation.to_json()
         body["instances"] = [{"id": i.id, **i.info} for i in instances]
         print(json.dumps(body, indent=2))
         return 0
     print(f"state version {snap.version}")
+    if generation is not None:
+        print(f"{'generation':<11} {generation.id} ({generation.cause} by {generation.by})")
     print("\n".join(_describe(snap)))
     if not instances:
         print(f"{'proxies':<11} none running on this Redis")
@@ -203,6 +229,7 @@ async def _status(store: StateStore, as_json: bool) -> int:
         seen = inst.info.get("version")
         sync = "in sync" if seen == snap.version else f"at version {seen}"
         stale = ", STALE" if inst.info.get("stale") else ""
+        stale += ", STATE LOST" if inst.info.get("state_lost") else ""
         print(f"{'proxy':<11} {inst.id} listening on {inst.info.get('listen')} ({sync}{stale})")
     return 0
 

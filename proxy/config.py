@@ -52,6 +52,9 @@ class ProxyConfig:
     # Secret: only from PROXY_FLAGS_KEY. Read-only: it lets an app evaluate flags (OFREP).
     flags_key: str | None = dataclasses.field(default=None, repr=False)
     resync_interval_s: float = 1.0
+    # When Redis loses the routing state, write this proxy's snapshot back (the first
+    # proxy to notice does; the others adopt it). Off: report state_lost and wait.
+    restore_lost_state: bool = True
     heartbeat_interval_s: float = 2.0
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0

@@ -5,6 +5,11 @@ published change into a "dirty" mark; one reader coalesces marks into a single
 atomic snapshot read, and also re-reads on a timer so a write that bypassed
 `state/` (a hand-typed SET) still arrives. While Redis is unreachable the last
 snapshot keeps serving and both tasks retry with capped, jittered backoff.
+
+Proxies are the routing state's replicas. When the state's generation vanishes (Redis
+restarted empty, a FLUSHALL), the follower keeps routing from its snapshot, reports
+`state_lost`, and writes the snapshot back under a new generation (`StateStore.restore`,
+one transaction: exactly one proxy's restore lands); every other proxy adopts it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import logging
 import random
 import time
 
-from state import Snapshot, StateError, StateStore
+from state import Snapshot, State, StateError, StateStore
+from state.generation import verdict
 from state.tasks import stop_tasks
 
 log = logging.getLogger("proxy.state")
@@ -37,7 +43,14 @@ class Backoff:
 
 
 class SnapshotFollower:
-    def __init__(self, store: StateStore, listener_store: StateStore, *, resync_interval_s: float) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        listener_store: StateStore,
+        *,
+        resync_interval_s: float,
+        restore_lost_state: bool = True,
+    ) -> None:
         self.store = store
         # Pub/sub gets its own client: it blocks on reads without a socket timeout.
         self.listener_store = listener_store
@@ -47,6 +60,10 @@ class SnapshotFollower:
         self.stale = True
         self.confirmed_at: float | None = None  # monotonic time of the last good read
         self.last_error: str | None = None
+        self.generation: str | None = None  # of the snapshot in use (None: never had one)
+        self.state_lost = False
+        self.restore_lost_state = restore_lost_state
+        self.restores = 0  # restores this proxy wrote
         self._dirty = asyncio.Event()
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,10 +95,21 @@ class SnapshotFollower:
 
     async def _read(self) -> None:
         try:
-            snap = await self.store.read_snapshot()
+            found = await self.store.read_state()
+            state: State | None = found
+            if self.loaded and verdict(self.generation, found.generation) == "restore":
+                state = await self._recover(found)
         except StateError as exc:
             self._mark_stale(str(exc))
             raise
+        if state is None:
+            # Redis answers, but what it holds is not the state: route on from the snapshot.
+            self.stale = False
+            self.last_error = None
+            return
+        self.state_lost = False
+        self.generation = None if state.generation is None else state.generation.id
+        snap = state.snapshot
         if self.loaded and snap.version < self.snapshot.version:
             log.error(
                 "routing state went back from version %d to %d: Redis lost its data"
@@ -101,6 +129,30 @@ class SnapshotFollower:
         self.confirmed_at = time.monotonic()
         async with self._changed:
             self._changed.notify_all()
+
+    async def _recover(self, found: State) -> State | None:
+        """Write the snapshot back (unless another proxy has), then the state to adopt;
+        None while the state is still lost (this proxy does not restore, or a race)."""
+        if not self.state_lost:
+            log.error(
+                "routing state lost: generation %s is gone (found %s); routing on from the"
+                " snapshot version=%d",
+                self.generation,
+                "none" if found.generation is None else found.generation.id,
+                self.snapshot.version,
+            )
+        self.state_lost = True
+        if not self.restore_lost_state or self.generation is None:
+            return None
+        change = await self.store.restore(self.snapshot, self.generation)
+        if change.changed:
+            self.restores += 1
+            log.warning(
+                "restored the routing state from this proxy's snapshot as generation %s",
+                change.after["generation"]["id"],  # type: ignore[index]
+            )
+        state = await self.store.read_state()
+        return state if verdict(self.generation, state.generation) == "follow" else None
 
     def _mark_stale(self, error: str) -> None:
         if not self.stale:

@@ -83,14 +83,19 @@ class StatsCollector(Collector):
     def __init__(
         self,
         stats: Stats,
+        *,
         state_age_s: Callable[[], float],
         state_stale: Callable[[], bool],
         state_version: Callable[[], int],
+        state_lost: Callable[[], bool] = lambda: False,
+        state_restores: Callable[[], int] = lambda: 0,
     ) -> None:
         self.stats = stats
         self.state_age_s = state_age_s
         self.state_stale = state_stale
         self.state_version = state_version
+        self.state_lost = state_lost
+        self.state_restores = state_restores
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         requests = CounterMetricFamily(
@@ -157,4 +162,14 @@ class StatsCollector(Collector):
             "switchyard_state_version",
             "Version of the routing snapshot in use",
             value=self.state_version(),
+        )
+        yield GaugeMetricFamily(
+            "switchyard_state_lost",
+            "1 while Redis has lost the routing state and routing runs on the last snapshot",
+            value=1.0 if self.state_lost() else 0.0,
+        )
+        yield CounterMetricFamily(
+            "switchyard_state_restores",
+            "Times this proxy wrote its snapshot back after Redis lost the routing state",
+            value=self.state_restores(),
         )

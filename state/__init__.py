@@ -9,6 +9,7 @@ from __future__ import annotations
 from state.base import connect
 from state.deploys import DeployRecord, DeployStore, parse_delivery_id
 from state.errors import InvalidValue, StateError, StateUnavailable
+from state.generation import Generation
 from state.hosts import HostSample, HostStore
 from state.keys import KeySpace
 from state.model import (
@@ -24,9 +25,10 @@ from state.model import (
     parse_weight,
 )
 from state.monitoring import MonitorStore, NotifierStatus, Queued, monitored_hosts, parse_host_name
+from state.presence import AuditEntry, InstanceInfo
 from state.scaling import ScaleQueue, ScaleRequest
 from state.servers import SERVER_STATES, ScaleMarks, ServerRecord, ServerRegistry, parse_server_id
-from state.store import AuditEntry, Change, InstanceInfo, StateStore
+from state.store import Change, State, StateStore
 
 __all__ = [
     "DEFAULT_FLAG_ROUTES",
@@ -37,6 +39,7 @@ __all__ = [
     "Change",
     "DeployRecord",
     "DeployStore",
+    "Generation",
     "HostSample",
     "HostStore",
     "InstanceInfo",
@@ -52,6 +55,7 @@ __all__ = [
     "ServerRecord",
     "ServerRegistry",
     "Snapshot",
+    "State",
     "StateError",
     "StateStore",
     "StateUnavailable",

@@ -44,6 +44,12 @@ class KeySpace:
         return f"{self.prefix}version"
 
     @property
+    def generation(self) -> str:
+        """STRING: JSON {"id", "cause", "by", "at"} of the routing state's current life;
+        absent means the state was never written, or lost (state/generation.py)."""
+        return f"{self.prefix}generation"
+
+    @property
     def changes(self) -> str:
         """Pub/sub channel: one message per change (the payload names it)."""
         return f"{self.prefix}changes"

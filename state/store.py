@@ -7,18 +7,18 @@ never sees half a change and a proxy hears of it at once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
-from state.base import Accessor, audit, guarded
+from state.base import audit, guarded
 from state.flags import Stored, decode_flags, from_stored, stored_of, with_rule
+from state.generation import Generation, decode_generation, reset_writes, restore_plan, restore_writes
 from state.model import (
     DEFAULT_WEIGHT,
     Alert,
@@ -30,6 +30,7 @@ from state.model import (
     parse_route_prefix,
     parse_weight,
 )
+from state.presence import Presence
 
 T = TypeVar("T")
 
@@ -45,31 +46,14 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: str
-    what: str
-    before: object
-    after: object
-    who: str
-    at: float
+class State:
+    """The routing snapshot and the generation it belongs to (None: no state was ever written)."""
+
+    snapshot: Snapshot
+    generation: Generation | None
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceInfo:
-    id: str
-    info: Mapping[str, object]
-
-
-def _loads(raw: str | None) -> object:
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-class StateStore(Accessor):
+class StateStore(Presence):
     """The routing state's one write path (`_mutate`) and its reads."""
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -79,11 +63,18 @@ class StateStore(Accessor):
         await self._call(self.redis.ping)
 
     async def read_snapshot(self) -> Snapshot:
-        return await self._call(self._read_snapshot)
+        return (await self.read_state()).snapshot
 
-    async def _read_snapshot(self) -> Snapshot:
+    async def read_state(self) -> State:
+        return await self._call(self._read_state)
+
+    async def generation(self) -> Generation | None:
+        return decode_generation(await self._call(lambda: self.redis.get(self.keys.generation)))
+
+    async def _read_state(self) -> State:
         k = self.keys
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(k.generation)
             pipe.get(k.version)
             pipe.smembers(k.pool("production"))
             pipe.smembers(k.pool("staging"))
@@ -91,8 +82,8 @@ class StateStore(Accessor):
             pipe.get(k.alert)
             pipe.hgetall(k.flags)
             pipe.hgetall(k.flag_routes)
-            version, prod, stag, weight, alert, flags, routes = await pipe.execute()
-        return Snapshot(
+            generation, version, prod, stag, weight, alert, flags, routes = await pipe.execute()
+        snapshot = Snapshot(
             version=int(version or 0),
             production=tuple(sorted(prod)),
             staging=tuple(sorted(stag)),
@@ -101,6 +92,7 @@ class StateStore(Accessor):
             flag_rules=decode_flags(flags),
             flag_routes=decode_flag_routes(routes),
         )
+        return State(snapshot, decode_generation(generation))
 
     async def _mutate(
         self,
@@ -110,11 +102,17 @@ class StateStore(Accessor):
         apply: Callable[[aioredis.client.Pipeline, Any], Any],
         after_of: Callable[[Any], Any],
     ) -> Change:
+        # A write that does not manage the generation itself gives a state that has none
+        # its first (so a proxy can tell a new state from a lost one).
+        gen_key = self.keys.generation
+        owns_generation = gen_key in watch
+
         async def run() -> Change:
             async with self.redis.pipeline(transaction=True) as pipe:
                 while True:
                     try:
-                        await pipe.watch(*watch)
+                        await pipe.watch(*watch, *(() if owns_generation else (gen_key,)))
+                        first = not owns_generation and await pipe.get(gen_key) is None
                         before = await read(pipe)
                         after = after_of(before)
                         if after == before:
@@ -122,6 +120,9 @@ class StateStore(Accessor):
                             return Change(what, before, after, changed=False)
                         pipe.multi()
                         apply(pipe, after)
+                        if first:
+                            # Not audited apart: the generation records who and when itself.
+                            pipe.set(gen_key, Generation.new("created", self.actor).encode())
                         pipe.incr(self.keys.version)
                         audit(pipe, self.keys, what, before, after, who=self.actor)
                         pipe.publish(self.keys.changes, what)
@@ -131,6 +132,55 @@ class StateStore(Accessor):
                         continue
 
         return await self._call(run)
+
+    async def ensure_generation(self) -> Generation:
+        """The current generation, written first (as created) if the state has none."""
+        key, new = self.keys.generation, Generation.new("created", self.actor).encode()
+
+        async def read(p: aioredis.client.Pipeline) -> str | None:
+            return await p.get(key)  # type: ignore[no-any-return]
+
+        change = await self._mutate(
+            "generation", (key,), read, lambda p, after: p.set(key, after), lambda b: b or new
+        )
+        return Generation.decode(str(change.after))
+
+    async def restore(self, snap: Snapshot, held: str) -> Change:
+        """Write `snap` back under a new generation, in one transaction, if the state that
+        had generation `held` was lost; unchanged if another proxy restored it first."""
+        k = self.keys
+
+        async def read(p: aioredis.client.Pipeline) -> dict[str, Any]:
+            found = decode_generation(await p.get(k.generation))
+            version = int(await p.get(k.version) or 0)
+            return {"generation": found and found.to_json(), "version": version}
+
+        def after_of(before: dict[str, Any]) -> dict[str, Any]:
+            found = decode_generation(before["generation"] and json.dumps(before["generation"]))
+            return restore_plan(held, found, before["version"], snap, self.actor) or before
+
+        def apply(p: aioredis.client.Pipeline, after: dict[str, Any]) -> None:
+            restore_writes(p, k, snap, after["version"])
+            p.set(k.generation, json.dumps(after["generation"]))
+
+        return await self._mutate("restore", (k.generation, *k.watched()), read, apply, after_of)
+
+    async def reset(self) -> Change:
+        """A deliberate fresh start: an empty routing state under a new generation."""
+        k, new = self.keys, Generation.new("reset", self.actor)
+
+        async def read(_p: aioredis.client.Pipeline) -> dict[str, Any]:
+            # Read on another connection: the WATCH still makes the reset fail on a change.
+            state = await self._read_state()
+            found = state.generation and state.generation.to_json()
+            return {"generation": found, "snapshot": state.snapshot.to_json()}
+
+        def apply(p: aioredis.client.Pipeline, _after: object) -> None:
+            reset_writes(p, k)
+            p.set(k.generation, new.encode())
+
+        after = {"generation": new.to_json(), "snapshot": None}
+        return await self._mutate("reset", (k.generation, *k.watched()), read, apply, lambda _: after)
 
     async def set_weight(self, percent: object) -> Change:
         value = parse_weight(percent)
@@ -230,63 +280,6 @@ class StateStore(Accessor):
                 p.set(key, json.dumps(after))
 
         return await self._mutate("alert", (key,), read, apply, after_of)
-
-    async def audit_log(self, limit: int = 50) -> list[AuditEntry]:
-        async def run() -> list[AuditEntry]:
-            rows = await self.redis.xrevrange(self.keys.audit, count=limit)
-            return [
-                AuditEntry(
-                    id=entry_id,
-                    what=fields.get("what", ""),
-                    before=_loads(fields.get("before")),
-                    after=_loads(fields.get("after")),
-                    who=fields.get("who", ""),
-                    at=float(fields.get("at", "0") or 0),
-                )
-                for entry_id, fields in rows
-            ]
-
-        return await self._call(run)
-
-    async def heartbeat(self, instance_id: str, info: Mapping[str, object], ttl_s: int) -> None:
-        await self._call(lambda: self.redis.set(self.keys.instance(instance_id), json.dumps(info), ex=ttl_s))
-
-    async def forget_instance(self, instance_id: str) -> None:
-        await self._call(lambda: self.redis.delete(self.keys.instance(instance_id)))
-
-    async def instances(self) -> list[InstanceInfo]:
-        async def run() -> list[InstanceInfo]:
-            found: list[InstanceInfo] = []
-            prefix = self.keys.instance("")
-            async for key in self.redis.scan_iter(match=self.keys.instance_pattern, count=100):
-                raw = await self.redis.get(key)
-                data = _loads(raw)
-                if isinstance(data, dict):
-                    found.append(InstanceInfo(id=key[len(prefix) :], info=data))
-            return sorted(found, key=lambda i: i.id)
-
-        return await self._call(run)
-
-    async def change_notices(self) -> AsyncIterator[str]:
-        """Yield one item per published change, starting with "subscribed".
-
-        Raises StateUnavailable when the connection drops; the caller resyncs
-        and subscribes again.
-        """
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
-        try:
-            await self._call(lambda: pubsub.subscribe(self.keys.changes))
-            while True:
-                message = await self._call(lambda: pubsub.get_message(timeout=None))
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    yield "subscribed"
-                elif message["type"] == "message":
-                    yield str(message["data"])
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
 
 
 def _stored_weight(raw: str | None) -> int:

@@ -83,7 +83,7 @@ async def routed(
     """A proxy in front of one production and one staging backend."""
     await store.add_backend("production", backends["production"].url)
     await store.add_backend("staging", backends["staging"].url)
-    await eventually(lambda: bool(proxy.mirror.snapshot.staging), 5, "proxy to see the pools")
+    await eventually(lambda: bool(proxy.snapshots.snapshot.staging), 5, "proxy to see the pools")
     yield proxy, backends, store
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import digitalocean
@@ -47,6 +48,14 @@ class DropletInfo:
     tags: tuple[str, ...]
     public_ip: str
     private_ip: str
+    created_at: float = 0.0  # wall-clock seconds; 0 if the API did not say
+
+
+def _timestamp(text: object) -> float:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class _Strict:
@@ -138,6 +147,7 @@ def _info(droplet: Any) -> DropletInfo:
         tags=tuple(droplet.tags or ()),
         public_ip=addresses["public"],
         private_ip=addresses["private"],
+        created_at=_timestamp(getattr(droplet, "created_at", "")),
     )
 
 

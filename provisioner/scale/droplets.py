@@ -1,8 +1,9 @@
 """The DigitalOcean provider: a server is a tagged droplet.
 
-Every droplet carries the owner tag (and a per-pool tag), so the provisioner
-can list everything it created, registered or not, and destroy what a failed
-or interrupted run left behind. API calls block and run in a thread.
+Every droplet carries the owner tag, a per-pool tag and the state's generation
+(`<owner>-gen-<id>`), so the provisioner can list everything it created, registered
+or not, and tell what a failed or interrupted run of this state left behind from
+what it cannot prove is its own. API calls block and run in a thread.
 """
 
 from __future__ import annotations
@@ -70,11 +71,16 @@ class DigitalOceanProvider:
         self.api = api
         self.settings = settings
 
-    def tags_for(self, pool: PoolName) -> tuple[str, ...]:
+    def tags_for(self, pool: PoolName, generation: str) -> tuple[str, ...]:
         s = self.settings
-        return tuple(dict.fromkeys((s.owner_tag, f"{s.owner_tag}-{pool}", *s.tags)))
+        own = (
+            s.owner_tag,
+            f"{s.owner_tag}-{pool}",
+            *((f"{s.owner_tag}-gen-{generation}",) if generation else ()),
+        )
+        return tuple(dict.fromkeys((*own, *s.tags)))
 
-    async def create(self, name: str, pool: PoolName) -> Machine:
+    async def create(self, name: str, pool: PoolName, *, generation: str) -> Machine:
         s = self.settings
         droplet_id = await asyncio.to_thread(
             self.api.create,
@@ -83,9 +89,9 @@ class DigitalOceanProvider:
             size=s.size,
             image=s.image,
             ssh_keys=s.ssh_keys,
-            tags=self.tags_for(pool),
+            tags=self.tags_for(pool, generation),
         )
-        return Machine(name=name, ref=str(droplet_id), port=s.app_port)
+        return Machine(name=name, ref=str(droplet_id), port=s.app_port, pool=pool, generation=generation)
 
     def _address(self, info: DropletInfo) -> str:
         return info.public_ip if self.settings.address == "public" else info.private_ip
@@ -152,7 +158,20 @@ class DigitalOceanProvider:
 
     async def list_own(self) -> list[Machine]:
         found = await asyncio.to_thread(self.api.list, self.settings.owner_tag)
-        return [
-            Machine(name=i.name, ref=str(i.id), address=self._address(i), port=self.settings.app_port)
-            for i in found
-        ]
+        return [self._machine(i) for i in found]
+
+    def _machine(self, info: DropletInfo) -> Machine:
+        owner = self.settings.owner_tag
+        gen_prefix = f"{owner}-gen-"
+        generations = [t[len(gen_prefix) :] for t in info.tags if t.startswith(gen_prefix)]
+        pools = [p for p in ("production", "staging") if f"{owner}-{p}" in info.tags]
+        return Machine(
+            name=info.name,
+            ref=str(info.id),
+            address=self._address(info),
+            port=self.settings.app_port,
+            pool=pools[0] if len(pools) == 1 else "",
+            # Two generation tags prove nothing: treat it as of none.
+            generation=generations[0] if len(generations) == 1 else "",
+            created_at=info.created_at,
+        )

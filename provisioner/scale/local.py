@@ -44,17 +44,27 @@ class LocalProvider:
     def _dir(self, name: str) -> Path:
         return self.root / name
 
-    async def create(self, name: str, pool: PoolName) -> Machine:
+    async def create(self, name: str, pool: PoolName, *, generation: str) -> Machine:
         path = self._dir(name)
         port = free_port()
         try:
             path.mkdir(parents=True)
             (path / MARKER).write_text(
-                json.dumps({"name": name, "pool": pool, "port": port, "created_at": time.time()})
+                json.dumps(
+                    {
+                        "name": name,
+                        "pool": pool,
+                        "port": port,
+                        "generation": generation,
+                        "created_at": time.time(),
+                    }
+                )
             )
         except OSError as exc:
             raise ProviderError(f"cannot create server directory {path}: {exc.strerror or exc}") from exc
-        return Machine(name=name, ref=str(path), address="127.0.0.1", port=port)
+        return Machine(
+            name=name, ref=str(path), address="127.0.0.1", port=port, pool=pool, generation=generation
+        )
 
     async def wait_active(self, machine: Machine, timeout_s: float) -> Machine:
         if not (Path(machine.ref) / MARKER).is_file():
@@ -101,7 +111,17 @@ class LocalProvider:
         for marker in sorted(self.root.glob(f"*/{MARKER}")):
             try:
                 data = json.loads(marker.read_text())
-                found.append(Machine(str(data["name"]), str(marker.parent), "127.0.0.1", int(data["port"])))
+                found.append(
+                    Machine(
+                        str(data["name"]),
+                        str(marker.parent),
+                        "127.0.0.1",
+                        int(data["port"]),
+                        pool=str(data.get("pool", "")),
+                        generation=str(data.get("generation", "")),
+                        created_at=float(data.get("created_at", 0.0)),
+                    )
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 # Half-written by a create that died: still ours, destroy by name.
                 found.append(Machine(marker.parent.name, str(marker.parent)))

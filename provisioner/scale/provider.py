@@ -17,13 +17,17 @@ class Machine:
     ref: str  # the provider's handle: droplet id, directory path
     address: str = ""  # where Ansible and the proxies reach it, once known
     port: int = 0  # the app's port
+    pool: str = ""  # as its tag or marker says; empty if unknown
+    generation: str = ""  # of the state it was made under (its tag); empty: made before generations
+    created_at: float = 0.0  # wall-clock seconds; 0: unknown
 
 
 class Provider(Protocol):
     name: str
 
-    async def create(self, name: str, pool: PoolName) -> Machine:
-        """Start creating a server; it may not be usable yet."""
+    async def create(self, name: str, pool: PoolName, *, generation: str) -> Machine:
+        """Start creating a server, marked with the state's `generation` (so an orphan sweep
+        can tell its own leftovers); it may not be usable yet."""
         ...
 
     async def wait_active(self, machine: Machine, timeout_s: float) -> Machine:

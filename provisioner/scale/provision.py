@@ -24,6 +24,7 @@ from provisioner.drain import DrainResult, drain
 from provisioner.errors import StepFailed
 from provisioner.health import wait_healthy
 from provisioner.notify import Notifier
+from provisioner.scale.orphans import Orphan, judge
 from provisioner.scale.provider import Machine, Provider
 from state import ServerRecord, ServerRegistry, StateStore
 from state.model import PoolName
@@ -73,6 +74,7 @@ class Provisioner:
         extravars: Mapping[str, object] | None = None,
         health_path: str = "/health",
         commits: Commits | None = None,
+        orphan_grace_s: float = 900.0,
     ) -> None:
         self.provider = provider
         self.configurer = configurer
@@ -86,6 +88,8 @@ class Provisioner:
         self.health_path = health_path
         # With deploy_repo: new servers get their pool's deployed commit.
         self.commits = commits
+        self.orphan_grace_s = orphan_grace_s
+        self._reported: set[str] = set()  # orphans already logged as left alone
 
     def new_id(self, pool: PoolName) -> str:
         return f"{self.name_prefix}-{pool[:4]}-{uuid.uuid4().hex[:8]}"
@@ -152,7 +156,8 @@ class Provisioner:
     async def _steps(self, run: _Run, pool: PoolName) -> None:
         p, d = self.provider, self.deadlines
         name = run.record.id
-        machine = await self._step(run, "create", lambda: p.create(name, pool))
+        generation = (await self.store.ensure_generation()).id
+        machine = await self._step(run, "create", lambda: p.create(name, pool, generation=generation))
         run.machine = machine
         await self._save(run, ref=machine.ref)
         machine = await self._step(run, "active", lambda: p.wait_active(machine, d.active_s))
@@ -251,10 +256,31 @@ class Provisioner:
             why = f"left {record.state} at step {record.step or '-'} by {record.owner}"
             if await finish(self._clean_up(record, None, why, failed=True)):
                 done.append(f"cleaned up {record.id} ({why})")
-        known = {r.id for r in await self.registry.all()}
-        for machine in await self.provider.list_own():
-            if machine.name not in known:
-                await finish(self.provider.destroy(machine.name, machine.ref))
-                log.warning("destroyed %s: the provisioner made it but has no record of it", machine.name)
-                done.append(f"destroyed orphan {machine.name}")
+        for orphan in await self.orphans():
+            machine = orphan.machine
+            if orphan.keep:
+                if machine.name not in self._reported:
+                    self._reported.add(machine.name)
+                    log.warning(
+                        "left %s alone: no record, but %s (see `python -m provisioner list --orphans`)",
+                        machine.name,
+                        orphan.keep,
+                    )
+                continue
+            await finish(self.provider.destroy(machine.name, machine.ref))
+            log.warning("destroyed %s: made under this generation, but no record of it", machine.name)
+            done.append(f"destroyed orphan {machine.name}")
         return done
+
+    async def orphans(self) -> list[Orphan]:
+        """This provider's servers that no record names, each with why it is kept, if it is."""
+        known = {r.id for r in await self.registry.all()}
+        state = await self.store.read_state()
+        pooled = (*state.snapshot.production, *state.snapshot.staging)
+        generation = None if state.generation is None else state.generation.id
+        now = time.time()
+        return [
+            judge(m, generation=generation, pooled=pooled, now=now, grace_s=self.orphan_grace_s)
+            for m in await self.provider.list_own()
+            if m.name not in known
+        ]

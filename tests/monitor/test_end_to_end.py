@@ -103,7 +103,9 @@ async def test_burning_cpu_alerts_stops_the_canary_then_resolves(
 
     # The running proxy obeys: not one of 60 new visitors goes to staging
     # (at 30% each, 60 misses by chance has odds of 0.7^60, about 5e-10).
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is not None, 5, "the proxy to see the alert")
+    await async_wait_until(
+        lambda: proxy.snapshots.snapshot.alert is not None, 5, "the proxy to see the alert"
+    )
     assert await versions(proxy.port, 60) == {"production": 60}
 
     burner.idle()
@@ -115,7 +117,7 @@ async def test_burning_cpu_alerts_stops_the_canary_then_resolves(
         "resumed canary traffic: cleared the alert key this monitor had set" in resolved.message.get_content()
     )
     assert resolved.message["X-Switchyard-Alert"] == firing.message["X-Switchyard-Alert"]
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is None, 5, "the proxy to see the clear")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is None, 5, "the proxy to see the clear")
     assert (await versions(proxy.port, 60)).get("staging", 0) > 0
     assert len(inbox.messages) == 2
     assert mon.stop() == 0

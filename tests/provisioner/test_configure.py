@@ -61,7 +61,7 @@ def run_dirs(runs: Path) -> set[Path]:
 
 async def test_bad_input_stops_at_the_assert_with_its_message(tmp_path: Path) -> None:
     provider = LocalProvider(tmp_path, sys.executable)
-    machine = await provider.create("sy-prod-input", "production")
+    machine = await provider.create("sy-prod-input", "production", generation="g1")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     with pytest.raises(ConfigureError) as failed:
         await configurer.run(
@@ -92,7 +92,7 @@ async def test_a_run_that_matches_no_host_is_a_failure(tmp_path: Path) -> None:
 
 async def test_a_release_that_fails_its_health_check_is_removed(tmp_path: Path) -> None:
     provider = LocalProvider(tmp_path, sys.executable)
-    machine = await provider.create("sy-prod-sick", "production")
+    machine = await provider.create("sy-prod-sick", "production", generation="g1")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     host_vars = {**provider.host_vars(machine), "switchyard_app_module": "examples.nothing"}  # dies at once
     with pytest.raises(ConfigureError) as failed:
@@ -121,7 +121,7 @@ async def test_a_cancelled_run_ends_ansible_before_returning(
     runs.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(runs))
     provider = LocalProvider(tmp_path, sys.executable)
-    machine = await provider.create("sy-prod-stop", "production")
+    machine = await provider.create("sy-prod-stop", "production", generation="g1")
     configurer = Configurer(PLAYBOOKS_DIR, BIN_DIR, timeout_s=120)
     before = run_dirs(runs)
     run = asyncio.create_task(

@@ -85,7 +85,7 @@ async def test_drain_waits_for_the_request_in_flight(
     try:
         await store.add_backend("production", backend)
         await async_wait_until(
-            lambda: bool(app.mirror.snapshot.production), 5, "the proxy to see the backend"
+            lambda: bool(app.snapshots.snapshot.production), 5, "the proxy to see the backend"
         )
         async with aiohttp.ClientSession() as session:
             pending = asyncio.ensure_future(session.get(f"http://127.0.0.1:{app.port}/slow"))

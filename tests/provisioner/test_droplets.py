@@ -17,7 +17,6 @@ import pytest
 from provisioner.app import Parts
 from provisioner.errors import StepFailed
 from provisioner.scale.do_api import DigitalOceanApi, DigitalOceanError
-from state import ServerRecord
 from tests.provisioner.fake_do import FakeDigitalOcean
 from tests.support.ports import free_port
 from tests.support.provisioner import FINGERPRINT, TOKEN, PartsFactory
@@ -94,7 +93,14 @@ async def test_full_flow_over_ssh_with_rate_limits_then_retire(
     assert fake_do.calls.count(("POST", "/v2/droplets")) == 3  # two 429s, then accepted
     (droplet,) = fake_do.droplets.values()
     assert droplet["name"] == record.id and str(droplet["id"]) == record.ref
-    assert droplet["tags"] == ["switchyard", "switchyard-production", "web"]
+    generation = await parts.store.generation()
+    assert generation is not None
+    assert droplet["tags"] == [
+        "switchyard",
+        "switchyard-production",
+        f"switchyard-gen-{generation.id}",
+        "web",
+    ]
     assert (await parts.store.read_snapshot()).production == (record.url,)
     assert await parts.registry.get(record.id) == record
     async with aiohttp.ClientSession() as session, session.get(record.url + "/health") as response:
@@ -203,45 +209,6 @@ async def test_a_failed_clean_up_is_recorded_and_finished_by_the_next_reconcile(
     assert done == [f"cleaned up {left.id} (left cleanup_failed at step create by provisioner:test)"]
     assert fake_do.droplets == {} and await parts.registry.all() == []
     await assert_nothing_left(parts)
-
-
-async def test_reconcile_destroys_our_orphans_and_leaves_strangers_alone(
-    make_parts: PartsFactory, fake_do: FakeDigitalOcean, sshd: SshServer, tmp_path: Path
-) -> None:
-    parts = await droplet_parts(make_parts, fake_do, sshd, tmp_path)
-    api = DigitalOceanApi(TOKEN, fake_do.url, timeout_s=5, retries=0)
-
-    def make(name: str, tags: tuple[str, ...]) -> int:
-        return api.create(name=name, region="nyc3", size="s-1vcpu-1gb", image="1", ssh_keys=(), tags=tags)
-
-    orphan = await asyncio.to_thread(make, "sy-prod-orphan", ("switchyard",))
-    stranger = await asyncio.to_thread(make, "their-db", ("someone-else",))
-    # A dead worker's record: a droplet half-way through provisioning.
-    half = await asyncio.to_thread(make, "sy-prod-dead", ("switchyard", "switchyard-production"))
-    now = 1000.0
-    await parts.registry.put(
-        ServerRecord(
-            "sy-prod-dead",
-            "production",
-            "digitalocean",
-            "provisioning",
-            now,
-            now,
-            "dead",
-            "configure",
-            str(half),
-        )
-    )
-
-    done = await parts.provisioner.reconcile()
-
-    assert sorted(done) == [
-        "cleaned up sy-prod-dead (left provisioning at step configure by dead)",
-        "destroyed orphan sy-prod-orphan",
-    ]
-    assert list(fake_do.droplets) == [stranger] and sorted(fake_do.destroyed) == sorted([orphan, half])
-    await assert_nothing_left(parts)  # the stranger does not carry our tag
-    await asyncio.to_thread(api.destroy, stranger)
 
 
 async def test_the_adapter_pages_retries_and_maps_errors(fake_do: FakeDigitalOcean) -> None:

@@ -99,7 +99,7 @@ async def test_the_staging_playbook_deploys_v2(make_parts: PartsFactory) -> None
 
 async def test_destroy_ends_only_the_process_running_from_the_server(tmp_path: Path) -> None:
     provider = LocalProvider(tmp_path / "servers", sys.executable)
-    machine = await provider.create("sy-prod-pid", "production")
+    machine = await provider.create("sy-prod-pid", "production", generation="g1")
     server = Path(machine.ref)
     # A process of someone else's, whose pid ended up in the pid file (pids are reused),
     # and a shell someone opened in the server's directory: both are left alone.

@@ -60,7 +60,7 @@ async def fake_app_server(parts: Parts, backend: Backend, name: str) -> ServerRe
     """A server as the local provider makes it (its directory), answering at `backend`,
     registered active: what a finished provisioning leaves, without the Ansible run."""
     provider = parts.provisioner.provider
-    machine = await provider.create(name, "production")
+    machine = await provider.create(name, "production", generation=(await parts.store.ensure_generation()).id)
     now = time.time() - 3600
     record = ServerRecord(
         name,

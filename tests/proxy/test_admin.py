@@ -180,7 +180,7 @@ async def test_put_weight_reaches_redis_and_the_proxy(routed: Routed, admin: Adm
     r = await admin.call("PUT", "/weight", body={"weight": 50})
     assert r.status == 200
     assert r.body == {"what": "weight", "changed": True, "before": 30, "after": 50}
-    await async_wait_until(lambda: proxy.mirror.snapshot.weight == 50, 5, "the mirror to see weight 50")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.weight == 50, 5, "the follower to see weight 50")
     assert (await store.read_snapshot()).weight == 50
     assert (await admin.call("GET", "/weight")).body == {"weight": 50}
     assert (await store.audit_log(1))[0].who == "admin:127.0.0.1"
@@ -204,10 +204,10 @@ async def test_pool_flag_and_alert_writes(routed: Routed, admin: Admin) -> None:
 
     r = await admin.call("PUT", "/alert", body={"reason": "bad deploy"})
     assert r.status == 200 and r.body["after"]["reason"] == "bad deploy"
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is not None, 5, "the alert")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is not None, 5, "the alert")
     r = await admin.call("DELETE", "/alert")
     assert r.status == 200 and r.body["after"] is None
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is None, 5, "the alert cleared")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is None, 5, "the alert cleared")
     assert (await store.read_snapshot()).flags_on == ("beta",)
 
 
@@ -364,8 +364,8 @@ async def test_public_disable_url_needs_the_token(
 
 async def following(app: ProxyApp, changes: int) -> None:
     """Wait until the proxy has followed `changes` more versions of the state."""
-    target = app.mirror.snapshot.version + changes
-    await async_wait_until(lambda: app.mirror.snapshot.version >= target, 5, f"version {target}")
+    target = app.snapshots.snapshot.version + changes
+    await async_wait_until(lambda: app.snapshots.snapshot.version >= target, 5, f"version {target}")
 
 
 async def test_stop_ends_promptly_while_state_changes(redis_url: str, store: StateStore) -> None:

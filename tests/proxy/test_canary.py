@@ -51,7 +51,7 @@ async def test_cookieless_traffic_splits_70_30(routed: Routed) -> None:
 async def test_weight_0_and_100_are_exact(routed: Routed, weight: int, only: str) -> None:
     proxy, _, store = routed
     await store.set_weight(weight)
-    await async_wait_until(lambda: proxy.mirror.snapshot.weight == weight, 5, "weight to arrive")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.weight == weight, 5, "weight to arrive")
     assert set(await _versions(proxy.port, 500)) == {only}
 
 
@@ -89,7 +89,7 @@ async def test_raising_the_weight_keeps_staging_users_on_staging(routed: Routed)
                 assert r.headers["X-Backend"] == ("staging" if bucket < 30 else "production")
                 assert "Set-Cookie" not in r.headers
         await store.set_weight(65)
-        await async_wait_until(lambda: proxy.mirror.snapshot.weight == 65, 5, "weight 65")
+        await async_wait_until(lambda: proxy.snapshots.snapshot.weight == 65, 5, "weight 65")
         for bucket in (0, 29, 30, 64, 65, 99):
             async with s.get(url, headers={"Cookie": f"sy_bucket={bucket}"}) as r:
                 assert r.headers["X-Backend"] == ("staging" if bucket < 65 else "production")
@@ -109,24 +109,24 @@ async def test_tester_override_header_and_cookie(routed: Routed) -> None:
 async def test_kill_switch_reaches_the_proxy_within_100ms(routed: Routed) -> None:
     proxy, backends, store = routed
     await store.set_weight(100)
-    await async_wait_until(lambda: proxy.mirror.snapshot.weight == 100, 5, "weight 100")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.weight == 100, 5, "weight 100")
     written = time.monotonic()
     await store.set_alert("test")
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is not None, 5, "alert")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is not None, 5, "alert")
     took = time.monotonic() - written  # the write itself included
     assert took < 0.1, f"alert took {took * 1000:.1f} ms"
     before = backends["staging"].hits
     assert set(await _versions(proxy.port, 300)) == {"production"}
     assert backends["staging"].hits == before
     await store.clear_alert()
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is None, 5, "alert cleared")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is None, 5, "alert cleared")
     assert set(await _versions(proxy.port, 50)) == {"staging"}
 
 
 async def test_cli_alert_write_stops_staging_on_a_running_proxy(routed: Routed, redis_url: str) -> None:
     proxy, _, store = routed
     await store.set_weight(100)
-    await async_wait_until(lambda: proxy.mirror.snapshot.weight == 100, 5, "weight 100")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.weight == 100, 5, "weight 100")
     cli = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -141,10 +141,10 @@ async def test_cli_alert_write_stops_staging_on_a_running_proxy(routed: Routed, 
     )
     assert await cli.wait() == 0
     exited = time.monotonic()
-    await async_wait_until(lambda: proxy.mirror.snapshot.alert is not None, 5, "the CLI's alert")
+    await async_wait_until(lambda: proxy.snapshots.snapshot.alert is not None, 5, "the CLI's alert")
     assert time.monotonic() - exited < 0.1
-    assert proxy.mirror.snapshot.alert is not None
-    assert proxy.mirror.snapshot.alert.reason == "cli test"
+    assert proxy.snapshots.snapshot.alert is not None
+    assert proxy.snapshots.snapshot.alert.reason == "cli test"
     assert set(await _versions(proxy.port, 100)) == {"production"}
 
 
@@ -156,7 +156,7 @@ async def test_disable_urls_toggle_the_set_feature(routed: Routed) -> None:
             assert r.status == 200
             assert await r.json() == {"flag": "disableSET", "on": True, "changed": True}
         assert (await store.read_snapshot()).flags == {"disableSET": True}
-        await async_wait_until(lambda: proxy.mirror.snapshot.flags.get("disableSET", False), 5, "flag on")
+        await async_wait_until(lambda: proxy.snapshots.snapshot.flags.get("disableSET", False), 5, "flag on")
         hits = backends["production"].hits + backends["staging"].hits
         for path in ("/set", "/set?key=a&value=1", "/set/x", "/SET", "/%73et"):
             async with s.get(base + path) as r:
@@ -171,7 +171,7 @@ async def test_disable_urls_toggle_the_set_feature(routed: Routed) -> None:
             assert seen["X-Feature-Flags"] == "disableSET"
         async with s.get(f"{base}/disable/0") as r:
             assert (await r.json())["on"] is False
-        await async_wait_until(lambda: not proxy.mirror.snapshot.flags["disableSET"], 5, "flag off")
+        await async_wait_until(lambda: not proxy.snapshots.snapshot.flags["disableSET"], 5, "flag off")
         async with s.get(f"{base}/set?key=a&value=1") as r:
             assert r.status == 200
             assert "X-Feature-Flags" not in dict((await r.json())["headers"])

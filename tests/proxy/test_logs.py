@@ -26,7 +26,7 @@ async def test_access_log_lines_in_a_file(
     app = ProxyApp(proxy_config(redis_url, access_log=str(path)))
     await app.start()
     try:
-        await async_wait_until(lambda: bool(app.mirror.snapshot.production), 5, "the pool")
+        await async_wait_until(lambda: bool(app.snapshots.snapshot.production), 5, "the pool")
         async with aiohttp.ClientSession() as s:
             for i in range(20):
                 async with s.get(f"http://127.0.0.1:{app.port}/page/{i}?q=1") as r:

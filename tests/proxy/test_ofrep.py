@@ -35,7 +35,7 @@ async def _set_flags(store: StateStore, proxy: ProxyApp) -> None:
     await store.set_flag("beta", True)
     await flags.set_flag_rule("checkout", percent=30)
     await flags.set_flag_rule("theme", variants=parse_variants("dark=50,light=30,blue=20"))
-    await eventually(lambda: "theme" in proxy.mirror.snapshot.flag_rules, 5, "proxy to see the flags")
+    await eventually(lambda: "theme" in proxy.snapshots.snapshot.flag_rules, 5, "proxy to see the flags")
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ async def test_the_sdk_sees_errors_and_disabled_flags_as_the_spec_says(
     proxy, _, store = routed
     await _set_flags(store, proxy)
     await store.set_flag("theme", False)
-    await eventually(lambda: not proxy.mirror.snapshot.flag_rules["theme"].on, 5, "proxy to see theme off")
+    await eventually(lambda: not proxy.snapshots.snapshot.flag_rules["theme"].on, 5, "proxy to see theme off")
     missing = await asyncio.to_thread(sdk_client.get_boolean_details, "nope", False)
     assert (missing.value, missing.error_code) == (False, ErrorCode.FLAG_NOT_FOUND)
     no_key = await asyncio.to_thread(sdk_client.get_boolean_details, "checkout", True)
@@ -139,7 +139,9 @@ async def test_bulk_evaluation_has_an_etag_and_a_repeat_gets_304(
         assert status == 200
         # A change of the flags is a new tag.
         await store.set_flag("beta", False)
-        await eventually(lambda: not proxy.mirror.snapshot.flag_rules["beta"].on, 5, "proxy to see beta off")
+        await eventually(
+            lambda: not proxy.snapshots.snapshot.flag_rules["beta"].on, 5, "proxy to see beta off"
+        )
         status, body, changed = await _post(
             s, url, {"context": {"targetingKey": "42"}}, {"If-None-Match": etag}
         )

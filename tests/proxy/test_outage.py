@@ -25,10 +25,10 @@ async def test_proxy_serves_through_a_redis_outage_and_resyncs(
     admin = f"http://127.0.0.1:{app.admin_port}"
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
-            assert app.mirror.snapshot.staging and not app.mirror.stale
+            assert app.snapshots.snapshot.staging and not app.snapshots.stale
 
             own_redis.stop()
-            await async_wait_until(lambda: app.mirror.stale, 10, "the proxy to notice Redis is gone")
+            await async_wait_until(lambda: app.snapshots.stale, 10, "the proxy to notice Redis is gone")
             seen = set()
             for _ in range(300):
                 async with s.get(base + "/") as r:
@@ -47,10 +47,10 @@ async def test_proxy_serves_through_a_redis_outage_and_resyncs(
                 assert (await r.json())["error"] == "state_unavailable"
 
             own_redis.start()
-            await async_wait_until(lambda: not app.mirror.stale, 15, "the proxy to resync")
+            await async_wait_until(lambda: not app.snapshots.stale, 15, "the proxy to resync")
             await store.set_alert("after the outage")
             await async_wait_until(
-                lambda: app.mirror.snapshot.alert is not None, 5, "a change after the outage"
+                lambda: app.snapshots.snapshot.alert is not None, 5, "a change after the outage"
             )
             for _ in range(50):
                 async with s.get(base + "/") as r:

@@ -108,7 +108,7 @@ def refused() -> str:
 async def pool(store: StateStore, app: ProxyApp, name: str, *urls: str) -> None:
     for url in urls:
         await store.add_backend(name, url)  # type: ignore[arg-type]
-    await async_wait_until(lambda: len(app.mirror.snapshot.pool(name)) == len(urls), 5, "the pool")  # type: ignore[arg-type]
+    await async_wait_until(lambda: len(app.snapshots.snapshot.pool(name)) == len(urls), 5, "the pool")  # type: ignore[arg-type]
 
 
 async def fire(
@@ -220,16 +220,16 @@ async def test_no_response_in_time_is_504_and_never_retried(
 
 async def warm_budget_on(app: ProxyApp, store: StateStore, live: Backend) -> None:
     """Fill the budget through `live` alone, then leave the pool as it was."""
-    before = app.mirror.snapshot.production
+    before = app.snapshots.snapshot.production
     await store.add_backend("production", live.url)
     for url in before:
         await store.remove_backend("production", url)
-    await async_wait_until(lambda: app.mirror.snapshot.production == (live.url,), 5, "live only")
+    await async_wait_until(lambda: app.snapshots.snapshot.production == (live.url,), 5, "live only")
     await warm_budget(app.port)
     for url in before:
         await store.add_backend("production", url)
     await store.remove_backend("production", live.url)
-    await async_wait_until(lambda: app.mirror.snapshot.production == before, 5, "the pool back")
+    await async_wait_until(lambda: app.snapshots.snapshot.production == before, 5, "the pool back")
 
 
 async def test_an_empty_budget_means_no_retries(start_proxy: Start, store: StateStore, live: Backend) -> None:
@@ -279,7 +279,7 @@ async def test_an_ejected_staging_pool_sends_everything_to_production(
     dead = refused()
     await pool(store, app, "staging", dead)
     await store.set_weight(100)
-    await async_wait_until(lambda: app.mirror.snapshot.weight == 100, 5, "weight 100")
+    await async_wait_until(lambda: app.snapshots.snapshot.weight == 100, 5, "weight 100")
     statuses, _ = await fire(app.port, 40)
     # Failures on staging are retried on staging only: none left, so the first two fail.
     assert statuses[502] <= 2 and statuses[200] >= 38

@@ -64,7 +64,7 @@ async def ws_proxy(store: StateStore, redis_url: str) -> AsyncIterator[tuple[Pro
     await store.add_backend("production", backend.url)
     app = ProxyApp(proxy_config(redis_url))
     await app.start()
-    await async_wait_until(lambda: bool(app.mirror.snapshot.production), 5, "the pool")
+    await async_wait_until(lambda: bool(app.snapshots.snapshot.production), 5, "the pool")
     yield app, backend
     await app.stop()
     await backend.stop()
