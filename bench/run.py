@@ -251,24 +251,7 @@ def _run_in(config: BenchConfig, tools: Tools, machine: dict[str, str], sup: Sup
     print(f"backends      production {production.url}  staging {staging.url}")
     fronts: dict[str, Service] = {}
     for target in config.targets:
-        if target == "nginx":
-            assert tools.nginx is not None
-            fronts["nginx"] = services.start_nginx(
-                sup, tools.nginx, production, staging, 2 * config.busiest + 256
-            )
-        elif target == "haproxy":
-            assert tools.haproxy is not None
-            fronts["haproxy"] = services.start_haproxy(
-                sup, tools.haproxy, production, staging, 2 * config.busiest + 256
-            )
-        elif target == "proxy":
-            assert tools.redis_server is not None
-            redis = services.start_redis(sup, tools.redis_server)
-            redis_url = f"redis://{services.HOST}:{redis.port}/0"
-            services.register_pools(python, redis_url, production, staging)
-            fronts["proxy"] = services.start_proxy(sup, python, redis_url, config.proxy_args)
-        else:
-            fronts["direct"] = production
+        fronts[target] = _start_front(target, config, tools, sup, production=production, staging=staging)
         print(f"{target:<14}{fronts[target].url} (pid {fronts[target].child.pid})")
 
     splits = {}
@@ -291,6 +274,40 @@ def _run_in(config: BenchConfig, tools: Tools, machine: dict[str, str], sup: Sup
                 )
     print()
 
+    measurements = _measure(config, tools, fronts)
+    summaries = report.summarise(measurements)
+    print(report.summary_table(summaries, config.rounds))
+    return {
+        "machine": machine,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "split": splits,
+        "idle": [r.to_json() for r in idle],
+        "measurements": [m.to_json() for m in measurements],
+        "summary": [s.to_json() for s in summaries],
+    }
+
+
+def _start_front(
+    target: str, config: BenchConfig, tools: Tools, sup: Supervisor, *, production: Service, staging: Service
+) -> Service:
+    python = sys.executable
+    if target == "nginx":
+        assert tools.nginx is not None
+        return services.start_nginx(sup, tools.nginx, production, staging, 2 * config.busiest + 256)
+    if target == "haproxy":
+        assert tools.haproxy is not None
+        return services.start_haproxy(sup, tools.haproxy, production, staging, 2 * config.busiest + 256)
+    if target == "proxy":
+        assert tools.redis_server is not None
+        redis = services.start_redis(sup, tools.redis_server)
+        redis_url = f"redis://{services.HOST}:{redis.port}/0"
+        services.register_pools(python, redis_url, production, staging)
+        return services.start_proxy(sup, python, redis_url, config.proxy_args)
+    return production
+
+
+def _measure(config: BenchConfig, tools: Tools, fronts: dict[str, Service]) -> list[report.Measurement]:
+    """Every round, interleaved: each connection count runs every target before the next."""
     measurements: list[report.Measurement] = []
     for round_no in range(1, config.rounds + 1):
         for conns in config.connections:
@@ -305,17 +322,7 @@ def _run_in(config: BenchConfig, tools: Tools, machine: dict[str, str], sup: Sup
                 rows.append(report.Measurement(round_no, conns, target, result, overflows))
             measurements += rows
             print(report.round_table(rows, config.rounds, config.duration_s) + "\n", flush=True)
-
-    summaries = report.summarise(measurements)
-    print(report.summary_table(summaries, config.rounds))
-    return {
-        "machine": machine,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "split": splits,
-        "idle": [r.to_json() for r in idle],
-        "measurements": [m.to_json() for m in measurements],
-        "summary": [s.to_json() for s in summaries],
-    }
+    return measurements
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -110,11 +110,7 @@ def run(options: Options, console: Console, local_answers: Callable[[], bool]) -
 def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Callable[[], bool]) -> None:
     console = state.console
     if options.proxy:
-        for flag, address in (("--listen", options.listen), ("--admin-listen", options.admin_listen)):
-            host, port = parse_address(address)
-            if not port_free(host, port):
-                raise StartError(f"{address} is in use: stop what listens there or pass {flag} HOST:PORT")
-
+        _check_ports(options)
     choice = choose_store(options.env_redis_url, local_answers, options.redis_server)
     state.store = open_store(choice, console, stop)
     store = state.store
@@ -143,28 +139,9 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
         _proxy_cli(options, state, "add", pool, url)
         console.say(f"registered {version} as a {pool} backend: {url}")
 
-    deploy_repo: str | None = None
-    if options.proxy:
-        if stop.requested:
-            raise Stopped
-        argv = serve_command(options.python, options.listen, options.admin_listen, state.redis)
-        state.proxy = Child.start("proxy", argv, console)
-        for address in (options.listen, options.admin_listen):
-            host, port = parse_address(address)
-            wait_until(
-                partial(accepts, client_host(host), port),
-                PROXY_READY_S,
-                f"proxy on {address}",
-                stop,
-                state.proxy,
-            )
-        # The monitor has no port to wait for: supervision notices if it exits.
-        state.monitor = Child.start(
-            "monitor", monitor_command(options.python, state.redis, state.proxy.pid), console
-        )
-        state.worker = Child.start("worker", worker_command(options.python, state.redis), console)
-        deploy_repo = _deploy_repo(state, with_url=choice.kind is not StoreKind.ENV)
-
+    # As for `shown`: only the URL of a Redis devrun chose itself is written out.
+    own_store = choice.kind is not StoreKind.ENV
+    deploy_repo = _start_proxy(options, state, stop, with_url=own_store) if options.proxy else None
     console.say(
         hints(
             python=shown_python(options.python),
@@ -172,10 +149,37 @@ def _start(options: Options, state: _Run, stop: StopSignal, local_answers: Calla
             redis=state.redis,
             backends=backends,
             proxy=(options.listen, options.admin_listen) if options.proxy else None,
-            export=choice.kind is not StoreKind.ENV,
+            export=own_store,
             deploy_repo=deploy_repo,
         )
     )
+
+
+def _check_ports(options: Options) -> None:
+    for flag, address in (("--listen", options.listen), ("--admin-listen", options.admin_listen)):
+        host, port = parse_address(address)
+        if not port_free(host, port):
+            raise StartError(f"{address} is in use: stop what listens there or pass {flag} HOST:PORT")
+
+
+def _start_proxy(options: Options, state: _Run, stop: StopSignal, *, with_url: bool) -> str | None:
+    """The proxy, once it accepts on both addresses, then the monitor and the worker; returns
+    the push-to-deploy repository (None if it could not be set up)."""
+    assert state.redis is not None
+    if stop.requested:
+        raise Stopped
+    argv = serve_command(options.python, options.listen, options.admin_listen, state.redis)
+    state.proxy = Child.start("proxy", argv, state.console)
+    for address in (options.listen, options.admin_listen):
+        host, port = parse_address(address)
+        ready = partial(accepts, client_host(host), port)
+        wait_until(ready, PROXY_READY_S, f"proxy on {address}", stop, state.proxy)
+    # The monitor has no port to wait for: supervision notices if it exits.
+    state.monitor = Child.start(
+        "monitor", monitor_command(options.python, state.redis, state.proxy.pid), state.console
+    )
+    state.worker = Child.start("worker", worker_command(options.python, state.redis), state.console)
+    return _deploy_repo(state, with_url=with_url)
 
 
 def _deploy_repo(state: _Run, *, with_url: bool) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -157,22 +157,38 @@ _NAME_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 
 def _check(config: ProvisionerConfig) -> ProvisionerConfig:
+    for check in _CHECKS:
+        check(config)
+    provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
+    return replace(config, provider=provider, redis_url=_with_password(config))
+
+
+def _check_redis_url(config: ProvisionerConfig) -> None:
     if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"redis_url {redact_url(config.redis_url)!r} is not a Redis URL: use redis://host:port/db"
         )
+
+
+def _check_end_point(config: ProvisionerConfig) -> None:
     if not config.digitalocean_end_point.startswith(("http://", "https://")) or not (
         config.digitalocean_end_point.endswith("/v2/")
     ):
         raise ConfigError(
             f"digitalocean_end_point {config.digitalocean_end_point!r} must be an http(s) URL ending in /v2/"
         )
+
+
+def _check_ssh_keys(config: ProvisionerConfig) -> None:
     for key in config.digitalocean_ssh_keys:
         if not _SSH_KEY.fullmatch(key):
             raise ConfigError(
                 f"digitalocean_ssh_keys entry {key!r} is neither a key id nor an MD5 fingerprint"
                 " (aa:bb:...:ff, as the DigitalOcean control panel shows it)"
             )
+
+
+def _check_tags(config: ProvisionerConfig) -> None:
     for tag in (config.digitalocean_owner_tag, *config.digitalocean_tags):
         if not _TAG.fullmatch(tag):
             raise ConfigError(f"tag {tag!r} is not valid: use letters, digits, ':', '-' or '_'")
@@ -182,15 +198,24 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
             f"digitalocean_owner_tag is {len(config.digitalocean_owner_tag)} characters: use at most"
             f" {MAX_OWNER_TAG}"
         )
+
+
+def _check_name_prefix(config: ProvisionerConfig) -> None:
     if not _NAME_PREFIX.fullmatch(config.name_prefix):
         raise ConfigError(
             f"name_prefix {config.name_prefix!r} is not valid: a lower-case letter then up to 15"
             " lower-case letters, digits or '-'"
         )
+
+
+def _check_pool_limits(config: ProvisionerConfig) -> None:
     for pool in ("production", "staging"):
         low, high = config.pool_limits(pool)
         if high < low:
             raise ConfigError(f"{pool}_max ({high}) is below {pool}_min ({low})")
+
+
+def _check_webhook(config: ProvisionerConfig) -> None:
     for network in config.webhook_networks:
         try:
             ipaddress.ip_network(network, strict=False)
@@ -201,8 +226,18 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
     host, sep, port = config.webhook_listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"webhook_listen {config.webhook_listen!r} is not host:port, e.g. 127.0.0.1:8090")
-    provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
-    return replace(config, provider=provider, redis_url=_with_password(config))
+
+
+# In this order: the first setting that is wrong is the one reported.
+_CHECKS: tuple[Callable[[ProvisionerConfig], None], ...] = (
+    _check_redis_url,
+    _check_end_point,
+    _check_ssh_keys,
+    _check_tags,
+    _check_name_prefix,
+    _check_pool_limits,
+    _check_webhook,
+)
 
 
 def _with_password(config: ProvisionerConfig) -> str:

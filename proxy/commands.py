@@ -19,7 +19,7 @@ from typing import Any
 
 from proxy.config import ProxyConfig
 from proxy.flagapi import flag_state, rule_text
-from proxy.flagcli import add_flag_arguments, flag_op
+from proxy.flagcli import Op, add_flag_arguments, flag_op
 from settings import redact_url
 from state import (
     POOLS,
@@ -97,50 +97,69 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: ProxyConfig) -> int:
     """Run the operator command `args.command` against `config`'s Redis."""
-    cmd = args.command
-    # Validate before touching Redis: bad input must change nothing.
-    if cmd == "pool":
-        if args.action == "list":
-            return asyncio.run(_with_store(config, lambda s: _pool_list(s, args.json)))
-        pool = parse_pool(args.pool)
-        url = parse_backend_url(args.url)
-        if args.action == "add":
-            return asyncio.run(_with_store(config, lambda s: _ok(s.add_backend(pool, url))))
-        return asyncio.run(_with_store(config, lambda s: _ok(s.remove_backend(pool, url))))
-    if cmd == "weight":
-        percent = parse_weight(args.percent)
-        return asyncio.run(_with_store(config, lambda s: _ok(s.set_weight(percent))))
-    if cmd == "flag":
-        if args.action == "list":
-            return asyncio.run(_with_store(config, lambda s: _flag_list(s, args.json)))
-        flag_command = None if args.action == "routes" else flag_op(args)
-        if flag_command is not None:
-            return asyncio.run(_with_store(config, flag_command))
-        name = parse_flag_name(args.name)
-        if args.action == "routes":
-            paths = [parse_route_prefix(p) for p in args.paths]
-            return asyncio.run(_with_store(config, lambda s: _ok(s.set_flag_routes(name, paths))))
-        on = args.value == "on"
-        return asyncio.run(_with_store(config, lambda s: _ok(s.set_flag(name, on))))
-    if cmd == "alert":
-        if args.action == "set":
-            return asyncio.run(_with_store(config, lambda s: _ok(s.set_alert(args.reason))))
-        return asyncio.run(_with_store(config, lambda s: _ok(s.clear_alert())))
-    if cmd == "state":
-        if not args.yes:
-            raise CliError(
-                "state reset empties pools, weight, flags, routes and the alert for every proxy:"
-                " run it again with --yes",
-                EXIT_BAD_INPUT,
-            )
-        return asyncio.run(_with_store(config, _reset))
-    if cmd == "status":
-        return asyncio.run(_with_store(config, lambda s: _status(s, args.json)))
-    if cmd == "audit":
-        if not 1 <= args.limit <= 1000:
-            raise InvalidValue("--limit must be 1-1000")
-        return asyncio.run(_with_store(config, lambda s: _audit(s, args.limit, args.json)))
-    raise CliError(f"unknown command {cmd}", EXIT_BAD_INPUT)
+    build = _COMMANDS.get(args.command)
+    if build is None:
+        raise CliError(f"unknown command {args.command}", EXIT_BAD_INPUT)
+    # build() validates before Redis is touched: bad input must change nothing.
+    return asyncio.run(_with_store(config, build(args)))
+
+
+def _pool(args: argparse.Namespace) -> Op:
+    if args.action == "list":
+        return lambda s: _pool_list(s, args.json)
+    pool, url = parse_pool(args.pool), parse_backend_url(args.url)
+    if args.action == "add":
+        return lambda s: _ok(s.add_backend(pool, url))
+    return lambda s: _ok(s.remove_backend(pool, url))
+
+
+def _flag(args: argparse.Namespace) -> Op:
+    if args.action == "list":
+        return lambda s: _flag_list(s, args.json)
+    if args.action == "routes":
+        name, paths = parse_flag_name(args.name), [parse_route_prefix(p) for p in args.paths]
+        return lambda s: _ok(s.set_flag_routes(name, paths))
+    # `flag show` and `flag set` with a rule; None leaves a plain `flag set NAME on|off`.
+    if (rule_op := flag_op(args)) is not None:
+        return rule_op
+    name, on = parse_flag_name(args.name), args.value == "on"
+    return lambda s: _ok(s.set_flag(name, on))
+
+
+def _weight(args: argparse.Namespace) -> Op:
+    percent = parse_weight(args.percent)
+    return lambda s: _ok(s.set_weight(percent))
+
+
+def _alert(args: argparse.Namespace) -> Op:
+    return lambda s: _ok(s.set_alert(args.reason) if args.action == "set" else s.clear_alert())
+
+
+def _state(args: argparse.Namespace) -> Op:
+    if not args.yes:
+        raise CliError(
+            "state reset empties pools, weight, flags, routes and the alert for every proxy:"
+            " run it again with --yes",
+            EXIT_BAD_INPUT,
+        )
+    return _reset
+
+
+def _audit_op(args: argparse.Namespace) -> Op:
+    if not 1 <= args.limit <= 1000:
+        raise InvalidValue("--limit must be 1-1000")
+    return lambda s: _audit(s, args.limit, args.json)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Op]] = {
+    "pool": _pool,
+    "weight": _weight,
+    "flag": _flag,
+    "alert": _alert,
+    "state": _state,
+    "status": lambda args: lambda s: _status(s, args.json),
+    "audit": _audit_op,
+}
 
 
 def _store(config: ProxyConfig) -> StateStore:
@@ -148,7 +167,7 @@ def _store(config: ProxyConfig) -> StateStore:
     return StateStore(connect(config.redis_url), KeySpace(config.key_prefix), actor=actor)
 
 
-async def _with_store(config: ProxyConfig, op: Callable[[StateStore], Awaitable[int]]) -> int:
+async def _with_store(config: ProxyConfig, op: Op) -> int:
     store = _store(config)
     try:
         return await op(store)
@@ -158,7 +177,8 @@ async def _with_store(config: ProxyConfig, op: Callable[[StateStore], Awaitable[
         await store.redis.aclose()
 
 
-def _print_change(change: Change) -> int:
+async def _ok(pending: Awaitable[Change]) -> int:
+    change = await pending
     if change.changed:
         print(f"{change.what}: {_show(change.before, change.what)} -> {_show(change.after, change.what)}")
     else:
@@ -249,14 +269,10 @@ async def _flag_list(store: StateStore, as_json: bool) -> int:
     snap = await store.read_snapshot()
     names = sorted(set(snap.flags) | set(snap.flag_routes))
     if as_json:
-        print(
-            json.dumps(
-                {
-                    n: {"on": snap.flags.get(n, False), "routes": list(snap.flag_routes.get(n, ()))}
-                    for n in names
-                }
-            )
-        )
+        flags = {
+            n: {"on": snap.flags.get(n, False), "routes": list(snap.flag_routes.get(n, ()))} for n in names
+        }
+        print(json.dumps(flags))
     else:
         for n in names:
             routes = ",".join(snap.flag_routes.get(n, ())) or "-"
@@ -268,23 +284,16 @@ async def _audit(store: StateStore, limit: int, as_json: bool) -> int:
     entries = await store.audit_log(limit)
     for e in reversed(entries):
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "id": e.id,
-                        "what": e.what,
-                        "before": e.before,
-                        "after": e.after,
-                        "who": e.who,
-                        "at": e.at,
-                    }
-                )
-            )
+            entry = {
+                "id": e.id,
+                "what": e.what,
+                "before": e.before,
+                "after": e.after,
+                "who": e.who,
+                "at": e.at,
+            }
+            print(json.dumps(entry))
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at))
             print(f"{when}  {e.who:<28} {e.what}: {_show(e.before, e.what)} -> {_show(e.after, e.what)}")
     return 0
-
-
-async def _ok(pending: Awaitable[Change]) -> int:
-    return _print_change(await pending)

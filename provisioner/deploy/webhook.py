@@ -29,7 +29,7 @@ from provisioner.deploy import gitrepo
 from provisioner.deploy.commands import DeployParts
 from provisioner.deploy.gate import Gate, GatedSite
 from provisioner.deploy.gitrefs import RefUpdate, decide, parse_sha, stale_push
-from provisioner.deploy.signature import Network, networks, parse_push, sender_allowed, verify
+from provisioner.deploy.signature import Network, PushEvent, networks, parse_push, sender_allowed, verify
 from provisioner.errors import DeployError, DeployInputError, ProvisionerError
 from state import DeployStore, InvalidValue, StateError
 from state.model import PoolName
@@ -84,26 +84,52 @@ class PushWebhook:
         return web.json_response({"status": "ok", "deploys_running": len(self.tasks)})
 
     async def push(self, request: web.Request) -> web.Response:
-        if not sender_allowed(request.remote, self.allowed):
-            log.warning("push webhook: refused sender %s (not in webhook_networks)", request.remote)
-            return _error(403, "forbidden", f"sender {request.remote} is not in an allowed network")
-        if (request.content_length or 0) > self.max_body_bytes:
-            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
-        try:
-            async with asyncio.timeout(self.read_timeout_s):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
-        except TimeoutError:
-            return _error(408, "too_slow", f"the body did not arrive within {self.read_timeout_s:g}s")
-        if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
-            log.warning("push webhook: bad or missing signature from %s", request.remote)
-            return _error(401, "bad_signature", f"{SIGNATURE_HEADER} does not sign this body with our secret")
+        refused = self._refuse_before_read(request)
+        if refused is not None:
+            return refused
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        refused = self._refuse_unsigned(request, body)
+        if refused is not None:
+            return refused
         event = request.headers.get(EVENT_HEADER, "")
         if event == "ping":
             return web.json_response({"ok": "pong"})
         if event != "push":
             return web.json_response({"ignored": f"event {event or '(none)'!r}: only push deploys"})
+        fresh = await self._fresh_push(request, body)
+        if isinstance(fresh, web.Response):
+            return fresh
+        return await self._deploy(*fresh)
+
+    def _refuse_before_read(self, request: web.Request) -> web.Response | None:
+        if not sender_allowed(request.remote, self.allowed):
+            log.warning("push webhook: refused sender %s (not in webhook_networks)", request.remote)
+            return _error(403, "forbidden", f"sender {request.remote} is not in an allowed network")
+        if (request.content_length or 0) > self.max_body_bytes:
+            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
+        return None
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"the body is over {self.max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, "too_slow", f"the body did not arrive within {self.read_timeout_s:g}s")
+
+    def _refuse_unsigned(self, request: web.Request, body: bytes) -> web.Response | None:
+        if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
+            log.warning("push webhook: bad or missing signature from %s", request.remote)
+            return _error(401, "bad_signature", f"{SIGNATURE_HEADER} does not sign this body with our secret")
+        return None
+
+    async def _fresh_push(
+        self, request: web.Request, body: bytes
+    ) -> tuple[PushEvent, RefUpdate, str] | web.Response:
+        """The push, its ref update and delivery id; or the answer to a malformed one or a replay."""
         try:
             push = parse_push(body)
             update = RefUpdate(parse_sha(push.before), parse_sha(push.after), push.ref)
@@ -122,6 +148,9 @@ class PushWebhook:
         if seen:
             log.warning("push webhook: delivery %s replays an earlier push's body; nothing run", delivery)
             return _error(403, "replayed", "this push was received before, under another delivery id")
+        return push, update, delivery
+
+    async def _deploy(self, push: PushEvent, update: RefUpdate, delivery: str) -> web.Response:
         (decision,) = decide([update])
         log.info(
             "push webhook: delivery %s %s %s: %s", delivery, push.repository, update.new[:8], decision.why
@@ -143,48 +172,57 @@ class PushWebhook:
         return web.json_response({"deploying": decision.env, "sha": update.new}, status=202)
 
 
-async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
-    """Serve until SIGINT or SIGTERM; deploys under way are then stopped (they put their
-    server back in its pool on the way out). The caller closes `parts`."""
-    if not config.deploy_repo:
-        raise ProvisionerError("the webhook needs deploy_repo: the clone pushes are fetched into")
-    repo = Path(config.deploy_repo)
-    # Webhook deploys of one environment run one after another, each checked again when
-    # its turn comes: an old push replayed while a newer one deploys is refused then.
-    turns = {env: asyncio.Lock() for env in ("production", "staging")}
+class _Deploys:
+    """The order check and the deploy behind the webhook's pushes, from one clone."""
 
-    async def order(env: PoolName, sha: str, forced: bool) -> str | None:
-        record = await parts.deploys.last_good(env)
+    def __init__(self, config: ProvisionerConfig, parts: DeployParts, repo: Path) -> None:
+        self.config = config
+        self.parts = parts
+        self.repo = repo
+        # Webhook deploys of one environment run one after another, each checked again when
+        # its turn comes: an old push replayed while a newer one deploys is refused then.
+        self.turns = {env: asyncio.Lock() for env in ("production", "staging")}
+
+    async def order(self, env: PoolName, sha: str, forced: bool) -> str | None:
+        record = await self.parts.deploys.last_good(env)
         deployed = record.sha if record is not None and record.sha else None
         if deployed is None:
             return None
         try:
             try:
-                behind = await gitrepo.is_behind(repo, sha, deployed)
+                behind = await gitrepo.is_behind(self.repo, sha, deployed)
             except DeployError:
-                if not config.webhook_fetch:
+                if not self.config.webhook_fetch:
                     raise
-                await gitrepo.fetch(repo)
-                behind = await gitrepo.is_behind(repo, sha, deployed)
+                await gitrepo.fetch(self.repo)
+                behind = await gitrepo.is_behind(self.repo, sha, deployed)
         except DeployError as exc:
             # Not knowing is not permission: a replay must not slip through a missing commit.
             return f"cannot tell whether {sha[:8]} is newer than the deployed {deployed[:8]}: {exc}"
-        return stale_push(deployed, sha, behind, forced=forced, allow_force=config.webhook_allow_force)
+        allow_force = self.config.webhook_allow_force
+        return stale_push(deployed, sha, behind, forced=forced, allow_force=allow_force)
 
-    async def start_deploy(env: PoolName, sha: str, forced: bool) -> None:
+    async def start(self, env: PoolName, sha: str, forced: bool) -> None:
         try:
-            async with turns[env]:
-                if config.webhook_fetch:
-                    await gitrepo.fetch(repo)
-                refusal = await order(env, sha, forced)
+            async with self.turns[env]:
+                if self.config.webhook_fetch:
+                    await gitrepo.fetch(self.repo)
+                refusal = await self.order(env, sha, forced)
                 if refusal is not None:
                     log.warning("deploy of %s to %s not run: %s", sha[:8], env, refusal)
                     return
-                record = await parts.deployer.deploy(env, sha, repo)
+                record = await self.parts.deployer.deploy(env, sha, self.repo)
             log.info("deploy of %s to %s %s in %.1fs", sha[:8], env, record.result, record.seconds)
         except (ProvisionerError, StateError) as exc:
             log.error("deploy of %s to %s not run: %s", sha[:8], env, exc)
 
+
+async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
+    """Serve until SIGINT or SIGTERM; deploys under way are then stopped (they put their
+    server back in its pool on the way out). The caller closes `parts`."""
+    if not config.deploy_repo:
+        raise ProvisionerError("the webhook needs deploy_repo: the clone pushes are fetched into")
+    deploys = _Deploys(config, parts, Path(config.deploy_repo))
     allowed = networks(config.webhook_networks)
     hook = PushWebhook(
         secret=config.push_webhook_secret or "",
@@ -193,8 +231,8 @@ async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
         max_body_bytes=config.webhook_max_body_bytes,
         deploys=parts.deploys,
         memory=WebhookMemory(parts.redis, parts.deploys.keys),
-        order=order,
-        start_deploy=start_deploy,
+        order=deploys.order,
+        start_deploy=deploys.start,
         read_timeout_s=config.webhook_read_timeout_s,
     )
     gate = Gate(allowed, config.webhook_read_timeout_s, config.webhook_max_connections)
