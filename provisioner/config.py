@@ -142,8 +142,11 @@ _NAME_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 
 def _check(config: ProvisionerConfig) -> ProvisionerConfig:
-    if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"redis_url {config.redis_url!r} is not a Redis URL: use redis://host:port/db")
+    if not config.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        raise ConfigError(
+            f"redis_url {config.redis_url!r} is not a Redis URL: use redis://host:port/db"
+            " or redis+sentinel://host:port,.../service/db"
+        )
     if not config.digitalocean_end_point.startswith(("http://", "https://")) or not (
         config.digitalocean_end_point.endswith("/v2/")
     ):
