@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -79,6 +79,13 @@ async def guarded(op: Callable[[], Awaitable[T]]) -> T:
     """Run one Redis operation, turning redis-py's errors into the state package's."""
     try:
         return await op()
+    except MasterNotFoundError as exc:
+        # redis-py's text goes on with the repr of every Sentinel client: keep its first part.
+        found = str(exc).split(" : ", 1)[0]
+        raise StateUnavailable(
+            f"Redis is unreachable ({found}: no Sentinel answered or none names a live master):"
+            " start them or check --redis-url"
+        ) from exc
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise StateUnavailable(f"Redis is unreachable ({exc}): start it or check --redis-url") from exc
     except RedisError as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from state import InvalidValue
+from state import InvalidValue, KeySpace, StateStore, StateUnavailable, connect
 from state.redisurl import SentinelURL, parse_sentinel_url
+from tests.support.ports import free_port
 
 
 def test_hosts_service_db_and_password() -> None:
@@ -50,3 +51,15 @@ def test_bad_urls_name_the_part_and_hide_the_password(url: str, names: str) -> N
         parse_sentinel_url(url)
     assert names in str(caught.value)
     assert "topsecret" not in str(caught.value)
+
+
+async def test_no_sentinel_answering_is_one_short_line_without_the_password() -> None:
+    client = connect(f"redis+sentinel://:topsecret@127.0.0.1:{free_port()}/switchyard/0", timeout_s=0.5)
+    try:
+        with pytest.raises(StateUnavailable) as caught:
+            await StateStore(client, KeySpace()).read_snapshot()
+    finally:
+        await client.aclose()
+    message = str(caught.value)
+    assert message.startswith("Redis is unreachable (No master found for 'switchyard': no Sentinel answered")
+    assert "topsecret" not in message and len(message) < 200
