@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,6 +58,9 @@ def connect(url: str, *, timeout_s: float = 2.0) -> aioredis.Redis:
             "decode_responses": True,
             "socket_connect_timeout": timeout_s,
             "socket_timeout": timeout_s,
+            # redis-py would try each Sentinel 10 times; the master's own retry
+            # above already asks them all again.
+            "retry": Retry(NoBackoff(), 0),
         },
     )
     return sentinel.master_for(where.service, redis_class=_SentinelClient, db=where.db, **auth, **options)
