@@ -3,6 +3,8 @@ canary, and only the last one to resolve clears it. A human's alert stays."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -13,7 +15,7 @@ KEYS = KeySpace()
 
 
 @pytest.fixture
-async def client(redis_url: str) -> aioredis.Redis:
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     c = connect(redis_url)
     yield c
     await c.aclose()
