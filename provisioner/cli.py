@@ -1,4 +1,4 @@
-"""`python -m provisioner worker | up | down | list | deploy | rollback | releases | receive |
+"""`python -m provisioner worker | up | down | list | reserved-ip | deploy | rollback | releases | receive |
 webhook | inventory`.
 
 Only this module reads the environment, configures logging and exits. Secrets
@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from provisioner import reserved_ip
 from provisioner.app import Parts, build, build_deployer, host_vars_from
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
 from provisioner.deploy import commands
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", parents=[common], help="the servers the provisioner manages")
     listing.add_argument("--json", action="store_true")
     commands.add_parsers(sub, common)
+    reserved_ip.add_parsers(sub, common)
     return parser
 
 
@@ -201,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     _logging(config)
     actor = f"provisioner:{config.worker_id}"
+    if args.command == "reserved-ip":
+        return reserved_ip.run(args, config)
     if args.command == "list":
         return asyncio.run(_with_registry_only(config, actor, args.json))
     if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory"):
