@@ -2,20 +2,22 @@
 switch and scale requests, both through `state/`. Each returns one line for
 the notice saying what happened.
 
-The alert key records who set it. The monitor sets it as `monitor:<host>` and
-clears it only when that is still who set it, so a human's alert is never
-cleared by a machine.
+The alert key records who set it. Each host's monitor holds a claim on it
+(state/claims.py): the first claim sets it as `monitor:<host>`, and it is cleared
+when the last claim resolves, so one proxy host's resolve never clears an alert
+another host's monitor still needs, and a human's alert is never cleared by a machine.
 """
 
 from __future__ import annotations
 
 from monitor.notice import pct
 from monitor.rules import Action, Event
-from state import ScaleQueue, StateError, StateStore
+from state import ScaleQueue, StateError
+from state.claims import AlertClaims
 
 
 class Actions:
-    def __init__(self, store: StateStore, scale: ScaleQueue, *, host: str, actor: str) -> None:
+    def __init__(self, store: AlertClaims, scale: ScaleQueue, *, host: str, actor: str) -> None:
         self.store = store
         self.scale = scale
         self.host = host
@@ -59,21 +61,29 @@ class Actions:
         )
 
     async def _stop_canary(self, event: Event) -> str:
-        change = await self.store.set_alert(self._reason(event), by=self.actor)
-        if change.changed:
+        change = await self.store.claim(self.host, self._reason(event))
+        alert = _alert(change.before)
+        if alert is None:
             return "stopped canary traffic: set the alert key, every request goes to production"
-        return f"canary traffic was already stopped (alert key set by {_by(change.before)}): left as it is"
+        by = alert.get("by", "unknown")
+        return f"canary traffic was already stopped (alert key set by {by}): left as it is"
 
     async def _resume_canary(self, keep_alert: bool) -> str:
         if keep_alert:
             return "left the alert key set: another rule of this host that stops the canary still fires"
-        change = await self.store.clear_alert(only_if_by=self.actor)
-        if change.changed:
-            return "resumed canary traffic: cleared the alert key this monitor had set"
-        if change.after is None:
-            return "the alert key was already clear (someone cleared it while this rule fired)"
+        change = await self.store.release(self.host)
+        before, after = _alert(change.before), _alert(change.after)
+        if after is None:
+            if before is None:
+                return "the alert key was already clear (someone cleared it while this rule fired)"
+            return (
+                "resumed canary traffic: cleared the alert key this monitor had set (no other host claims it)"
+            )
+        holders = sorted({str(c.get("by")) for c in _claims(change.after).values() if isinstance(c, dict)})
+        if after.get("by") in holders:
+            return f"left the alert key set: still claimed by {', '.join(holders)}"
         return (
-            f"left the alert key set: {_by(change.after)} set it, not this monitor;"
+            f"left the alert key set: {after.get('by', 'unknown')} set it, not this monitor;"
             " clear it with `python -m proxy alert clear` when it is safe"
         )
 
@@ -89,8 +99,14 @@ class Actions:
         return f"{self.host}: {rule.metric} {value} > {pct(rule.threshold)} (rule {rule.name})"
 
 
-def _by(value: object) -> str:
-    return str(value.get("by", "unknown")) if isinstance(value, dict) else "unknown"
+def _alert(value: object) -> dict[str, object] | None:
+    alert = value.get("alert") if isinstance(value, dict) else None
+    return alert if isinstance(alert, dict) else None
+
+
+def _claims(value: object) -> dict[str, object]:
+    claims = value.get("claims") if isinstance(value, dict) else None
+    return claims if isinstance(claims, dict) else {}
 
 
 def _verb(action: Action, event: Event) -> str:

@@ -22,7 +22,8 @@ from monitor.errors import SampleError
 from monitor.notice import Notice, from_event, held_for
 from monitor.rules import Event, Phase, Rule, RuleState, step
 from monitor.sampler import Reading, Source
-from state import HostSample, HostStore, KeySpace, MonitorStore, ScaleQueue, StateError, StateStore
+from state import HostSample, HostStore, KeySpace, MonitorStore, ScaleQueue, StateError
+from state.claims import AlertClaims
 from state.monitoring import OUTBOX_MAX
 from state.tasks import stop_tasks
 
@@ -64,7 +65,7 @@ class Monitor:
         self.hosts = HostStore(client, keys)
         self.store = MonitorStore(client, keys, host=host, actor=self.actor)
         self.actions = Actions(
-            StateStore(client, keys, actor=self.actor),
+            AlertClaims(client, keys, actor=self.actor),
             ScaleQueue(client, keys, actor=self.actor),
             host=host,
             actor=self.actor,

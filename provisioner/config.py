@@ -164,9 +164,10 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
 
 
 def _check_redis_url(config: ProvisionerConfig) -> None:
-    if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if not config.redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
         raise ConfigError(
             f"redis_url {redact_url(config.redis_url)!r} is not a Redis URL: use redis://host:port/db"
+            " or redis+sentinel://host:port,.../service/db"
         )
 
 

@@ -148,4 +148,10 @@ def at_most(limit: float, *, form: str) -> Check:
 # What all three programs accept for these settings.
 LOG_LEVEL = choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True)
 LOG_FORMAT = choice("text", "json", form="text or json")
-REDIS_URL = prefixed("redis://", "rediss://", "unix://", form="redis://host:port/db")
+REDIS_URL = prefixed(
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    form="redis://host:port/db or redis+sentinel://host:port,.../service/db",
+)

@@ -29,6 +29,12 @@ class KeySpace:
         return f"{self.prefix}alert"
 
     @property
+    def alert_claims(self) -> str:
+        """HASH: monitored host -> JSON {"by", "reason", "at"} of its monitor's claim on the
+        alert; the alert a claim set is cleared when the last claim is released."""
+        return f"{self.prefix}alert:claims"
+
+    @property
     def flags(self) -> str:
         """HASH: flag name -> "1" / "0", or a JSON rule {"on", "percent" or "variants"} (state/flags.py)."""
         return f"{self.prefix}flags"

@@ -3,8 +3,8 @@
 An aiohttp server on 127.0.0.1 that keeps droplets, boots them after a delay
 and fails on demand (any status, or a hang). Every request it receives and
 every response it sends is validated against DigitalOcean's own OpenAPI
-description (`contract/openapi-droplets.yaml`, vendored); violations are
-collected and the fixture fails the test on any.
+description (`contract/openapi-provisioner.yaml`, vendored, the droplets
+contract and more); violations are collected and the fixture fails the test on any.
 
 Two habits of python-digitalocean that the spec does not allow are normalised
 before validating, as the shared README says: the trailing slash on
@@ -16,6 +16,9 @@ By default a droplet is a record that turns `active` after `boot_s`, at
 Given a `booter` (tests/freshos: a fresh OS under systemd-nspawn), creating a
 droplet boots a real one: it stays `new` until its sshd answers, its addresses
 are the booter's, and deleting it powers it off and removes it.
+
+Reserved IPs (`add_reserved_ip`) are assigned and unassigned by actions that stay
+`in-progress` for `action_s`, as DigitalOcean's do, and then complete.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import ipaddress
 import json
 import re
 import socket
@@ -37,9 +41,10 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 # Vendored so the tests run on a clean clone (see contract/README.md for its origin).
-SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-droplets.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-provisioner.yaml"
 SPEC_HOST = "https://api.digitalocean.com"
 _DROPLET = re.compile(r"^/v2/droplets/(\d+)$")
+_RESERVED = re.compile(r"^/v2/reserved_ips/([0-9.]+)(/actions(?:/(\d+))?)?$")
 
 
 class Booter(Protocol):
@@ -77,6 +82,9 @@ class FakeDigitalOcean:
     booter: Booter | None = None
     boot_failures: list[str] = field(default_factory=list)
     url: str = ""
+    action_s: float = 0.3
+    reserved_ips: dict[str, int | None] = field(default_factory=dict)  # ip -> droplet id
+    ip_actions: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next_id: int = 3164000
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,6 +123,9 @@ class FakeDigitalOcean:
             await self._runner.cleanup()
         for droplet_id in list(self._boots):
             await self._tear_down(droplet_id)
+
+    def add_reserved_ip(self, ip: str, droplet_id: int | None = None) -> None:
+        self.reserved_ips[ip] = droplet_id
 
     def alive(self) -> list[dict[str, Any]]:
         return [self._view(d) for d in self.droplets.values()]
@@ -180,6 +191,8 @@ class FakeDigitalOcean:
     def _route(
         self, method: str, path: str, request: web.Request, data: bytes
     ) -> tuple[int, dict[str, Any] | None]:
+        if path == "/v2/reserved_ips" or _RESERVED.match(path):
+            return self._reserved(method, path, data)
         if path == "/v2/droplets" and method == "GET":
             return 200, self._list(request)
         if path == "/v2/droplets" and method == "POST":
@@ -202,6 +215,61 @@ class FakeDigitalOcean:
         if match:
             return 404, {"id": "not_found", "message": "The resource you requested could not be found."}
         return 404, {"id": "not_found", "message": f"no route {method} {path} in this stand-in"}
+
+    def _reserved(self, method: str, path: str, data: bytes) -> tuple[int, dict[str, Any] | None]:
+        if path == "/v2/reserved_ips" and method == "GET":
+            shown = [self._ip_view(ip) for ip in self.reserved_ips]
+            return 200, {"reserved_ips": shown, "links": {}, "meta": {"total": len(shown)}}
+        match = _RESERVED.match(path)
+        if match is None or match.group(1) not in self.reserved_ips:
+            return 404, {"id": "not_found", "message": "The resource you requested could not be found."}
+        ip, actions, action_id = match.group(1), match.group(2), match.group(3)
+        if not actions and method == "GET":
+            return 200, {"reserved_ip": self._ip_view(ip)}
+        if action_id is not None and method == "GET" and int(action_id) in self.ip_actions:
+            return 200, {"action": self._action_view(self.ip_actions[int(action_id)])}
+        if actions and action_id is None and method == "POST":
+            body = json.loads(data or b"{}")
+            target = body.get("droplet_id") if body.get("type") == "assign" else None
+            if body.get("type") == "assign" and target not in self.droplets:
+                return 422, {"id": "unprocessable_entity", "message": f"Droplet {target} was not found"}
+            if any(a["_ip"] == ip and time.monotonic() < a["_done_at"] for a in self.ip_actions.values()):
+                return 422, {"id": "unprocessable_entity", "message": "The reserved IP has a pending action"}
+            self._next_id += 2
+            self.ip_actions[self._next_id] = {
+                "id": self._next_id, "type": f"{body.get('type')}_ip", "_ip": ip, "_to": target,
+                "_done_at": time.monotonic() + self.action_s,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }  # fmt: skip
+            return 201, {"action": self._action_view(self.ip_actions[self._next_id])}
+        return 404, {"id": "not_found", "message": f"no route {method} {path} in this stand-in"}
+
+    def _action_view(self, action: dict[str, Any]) -> dict[str, Any]:
+        done = time.monotonic() >= action["_done_at"]
+        if done and not action.get("_applied"):
+            # The address moves when the action completes, not when it is asked for.
+            action["_applied"] = True
+            self.reserved_ips[action["_ip"]] = action["_to"]
+        region = self._template["region"]
+        return {
+            **{k: v for k, v in action.items() if not k.startswith("_")},
+            "status": "completed" if done else "in-progress",
+            "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if done else None,
+            "resource_id": int(ipaddress.IPv4Address(action["_ip"])),
+            "resource_type": "reserved_ip",
+            "region": region,
+            "region_slug": region["slug"],
+        }
+
+    def _ip_view(self, ip: str) -> dict[str, Any]:
+        for action in self.ip_actions.values():
+            if action["_ip"] == ip:
+                self._action_view(action)
+        droplet_id = self.reserved_ips[ip]
+        droplet = self._view(self.droplets[droplet_id]) if droplet_id in self.droplets else None
+        pending = any(a["_ip"] == ip and not a.get("_applied") for a in self.ip_actions.values())
+        return {"ip": ip, "region": self._template["region"], "droplet": droplet, "locked": pending,
+                "project_id": "746c6152-2fa2-11ed-92d3-27aaa54e4988"}  # fmt: skip
 
     def _list(self, request: web.Request) -> dict[str, Any]:
         tag = request.query.get("tag_name")

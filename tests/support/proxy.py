@@ -65,8 +65,8 @@ class ProxyProcess:
             f"127.0.0.1:{self.port}",
             "--admin-listen",
             f"127.0.0.1:{self.admin_port}",
-            "--redis-url",
-            redis_url,
+            # Empty: REDIS_URL from `env`, as a URL with a password is given in production.
+            *(["--redis-url", redis_url] if redis_url else []),
             *extra,
         ]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_") and k != "REDIS_URL"}
