@@ -74,15 +74,24 @@ class Configurer:
         extravars: Mapping[str, object] | None = None,
         *,
         group: str = "",
+        check: bool = False,
     ) -> ConfigureResult:
         """Run `playbook` against one host (in inventory group `group`, if given: the site
-        playbooks target their pool's group); ConfigureError names the task that failed."""
+        playbooks target their pool's group; `check`: Ansible's --check, changing nothing);
+        ConfigureError names the task that failed."""
         if not (self.playbooks_dir / playbook).is_file():
             raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
         cancel = threading.Event()
         job = asyncio.ensure_future(
             asyncio.to_thread(
-                self._run, playbook, host, dict(host_vars), dict(extravars or {}), group=group, cancel=cancel
+                self._run,
+                playbook,
+                host,
+                dict(host_vars),
+                dict(extravars or {}),
+                group=group,
+                check=check,
+                cancel=cancel,
             )
         )
         try:
@@ -106,6 +115,7 @@ class Configurer:
         extravars: dict[str, Any],
         *,
         group: str,
+        check: bool,
         cancel: threading.Event,
     ) -> ConfigureResult:
         started = time.monotonic()
@@ -141,6 +151,7 @@ class Configurer:
                 extravars=extravars,
                 envvars=envvars,
                 artifact_dir=str(self.artifacts_dir) if self.artifacts_dir else None,
+                cmdline="--check" if check else None,
                 quiet=True,
                 timeout=int(self.timeout_s),
                 cancel_callback=cancel.is_set,
