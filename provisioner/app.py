@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 
@@ -83,6 +83,37 @@ def droplet_settings(config: ProvisionerConfig) -> DropletSettings:
         app_listen_host=config.remote_app_listen_host,
         install_deps=config.remote_install_deps,
         poll_interval_s=config.poll_interval_s,
+        redis_host=config.remote_redis_host or (urlsplit(config.redis_url).hostname or ""),
+        redis_port=_redis_port(config.redis_url),
+        proxy_addresses=config.proxy_addresses,
+    )
+
+
+def _redis_port(url: str) -> int:
+    try:
+        return urlsplit(url).port or 6379
+    except ValueError:
+        return 6379
+
+
+def redis_password(url: str) -> str:
+    """Redis's password in a URL: the user-info's, or a `password` query parameter."""
+    parts = urlsplit(url)
+    if parts.password:
+        return unquote(parts.password)
+    return next((value for name, value in parse_qsl(parts.query) if name == "password"), "")
+
+
+def configurer(config: ProvisionerConfig, bin_dir: Path, playbooks_dir: Path) -> Configurer:
+    """The one Configurer of scaling and deploying: a managed server's monitor gets Redis's
+    password through a 0600 file of each run's (common reads switchyard_redis_password_file)."""
+    password = redis_password(config.redis_url)
+    return Configurer(
+        playbooks_dir,
+        bin_dir,
+        timeout_s=config.configure_timeout_s,
+        secret_files={"switchyard_redis_password_file": password} if password else None,
+        artifacts_dir=Path(config.ansible_artifacts_dir) if config.ansible_artifacts_dir else None,
     )
 
 
@@ -114,7 +145,7 @@ def build(
     registry = ServerRegistry(client, keys, actor=actor)
     provisioner = Provisioner(
         provider=provider or make_provider(config),
-        configurer=Configurer(playbooks_dir, bin_dir, timeout_s=config.configure_timeout_s),
+        configurer=configurer(config, bin_dir, playbooks_dir),
         store=store,
         registry=registry,
         notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
@@ -180,7 +211,7 @@ def build_deployer(
     keys = KeySpace(config.key_prefix)
     deploys = DeployStore(client, keys, actor=actor)
     deployer = Deployer(
-        configurer=Configurer(playbooks_dir, bin_dir, timeout_s=config.configure_timeout_s),
+        configurer=configurer(config, bin_dir, playbooks_dir),
         store=StateStore(client, keys, actor=actor),
         registry=ServerRegistry(client, keys, actor=actor),
         deploys=deploys,

@@ -58,6 +58,15 @@ class ProvisionerConfig:
     remote_app_port: int = 8000
     remote_app_listen_host: str = "0.0.0.0"
     remote_install_deps: bool = True
+    # What a managed server is told (remote_install_deps): the Redis its monitor reports
+    # to as that server reaches it (empty: redis_url's host; set it when that is a loopback
+    # address), and the proxies' addresses, the only ones (with the controller's own)
+    # its firewall lets reach the app's ports. The Redis password goes from redis_url into
+    # a 0600 file in each Ansible run's private directory, never into its variables.
+    remote_redis_host: str = ""
+    proxy_addresses: tuple[str, ...] = ()
+    # Keep each Ansible run's artifacts (events, stdout) here; empty: removed with the run.
+    ansible_artifacts_dir: str = ""
     # The local provider: one directory and one process per server on 127.0.0.1.
     local_dir: str = ""
     local_python: str = ""
@@ -223,6 +232,13 @@ def _check_webhook(config: ProvisionerConfig) -> None:
         except ValueError as exc:
             raise ConfigError(
                 f"webhook_networks entry {network!r} is not a network: use CIDR such as 192.30.252.0/22"
+            ) from exc
+    for address in config.proxy_addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"proxy_addresses entry {address!r} is not an address: use 10.0.0.5 or 10.0.0.0/24"
             ) from exc
     host, sep, port = config.webhook_listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:

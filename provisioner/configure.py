@@ -48,10 +48,23 @@ class ConfigureResult:
 
 
 class Configurer:
-    def __init__(self, playbooks_dir: Path, bin_dir: Path, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        playbooks_dir: Path,
+        bin_dir: Path,
+        *,
+        timeout_s: float,
+        secret_files: Mapping[str, str] | None = None,
+        artifacts_dir: Path | None = None,
+    ) -> None:
+        """`secret_files`: variable -> secret. Each run writes the secret to a 0600 file in
+        its private directory and passes only the file's path as that variable, so the
+        secret is in no argv, variable file or artifact (ansible-runner records those)."""
         self.playbooks_dir = playbooks_dir
         self.bin_dir = bin_dir
         self.timeout_s = timeout_s
+        self._secret_files = dict(secret_files or {})
+        self.artifacts_dir = artifacts_dir
 
     async def run(
         self,
@@ -61,15 +74,24 @@ class Configurer:
         extravars: Mapping[str, object] | None = None,
         *,
         group: str = "",
+        check: bool = False,
     ) -> ConfigureResult:
         """Run `playbook` against one host (in inventory group `group`, if given: the site
-        playbooks target their pool's group); ConfigureError names the task that failed."""
+        playbooks target their pool's group; `check`: Ansible's --check, changing nothing);
+        ConfigureError names the task that failed."""
         if not (self.playbooks_dir / playbook).is_file():
             raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
         cancel = threading.Event()
         job = asyncio.ensure_future(
             asyncio.to_thread(
-                self._run, playbook, host, dict(host_vars), dict(extravars or {}), group=group, cancel=cancel
+                self._run,
+                playbook,
+                host,
+                dict(host_vars),
+                dict(extravars or {}),
+                group=group,
+                check=check,
+                cancel=cancel,
             )
         )
         try:
@@ -93,6 +115,7 @@ class Configurer:
         extravars: dict[str, Any],
         *,
         group: str,
+        check: bool,
         cancel: threading.Event,
     ) -> ConfigureResult:
         started = time.monotonic()
@@ -114,6 +137,7 @@ class Configurer:
                 # it in ~/.ssh/known_hosts helps nobody and clashes later.
                 "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={run_dir / 'known_hosts'}",
             }
+            extravars = {**extravars, **_write_secrets(run_dir / "secrets", self._secret_files)}
             if host_vars.get("ansible_connection") == "local":
                 envvars["ANSIBLE_REMOTE_TEMP"] = str(run_dir / "remote-tmp")
             inventory: dict[str, Any] = {"all": {"hosts": {host: host_vars}}}
@@ -126,6 +150,8 @@ class Configurer:
                 inventory=inventory,
                 extravars=extravars,
                 envvars=envvars,
+                artifact_dir=str(self.artifacts_dir) if self.artifacts_dir else None,
+                cmdline="--check" if check else None,
                 quiet=True,
                 timeout=int(self.timeout_s),
                 cancel_callback=cancel.is_set,
@@ -145,6 +171,18 @@ class Configurer:
         finally:
             end_leftovers(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _write_secrets(directory: Path, secrets: Mapping[str, str]) -> dict[str, str]:
+    paths = {}
+    for name, secret in secrets.items():
+        directory.mkdir(mode=0o700, exist_ok=True)
+        path = directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
+        paths[name] = str(path)
+    return paths
 
 
 def end_leftovers(run_dir: Path, timeout_s: float = 10.0) -> list[int]:

@@ -39,6 +39,10 @@ class DropletSettings:
     app_listen_host: str
     install_deps: bool
     poll_interval_s: float
+    # What a managed server's monitor and firewall are told (see ProvisionerConfig).
+    redis_host: str = ""
+    redis_port: int = 6379
+    proxy_addresses: tuple[str, ...] = ()
 
 
 def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]:
@@ -61,6 +65,12 @@ def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]
     }
     if s.ssh_private_key_file:
         found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+    if s.install_deps:
+        # The firewall is rewritten by every run (a deploy's too): always the same list.
+        found["switchyard_app_firewall_allow"] = list(s.proxy_addresses)
+        if s.redis_host:
+            found["switchyard_redis_host"] = s.redis_host
+            found["switchyard_redis_port"] = s.redis_port
     return found
 
 

@@ -25,6 +25,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tests.freshos.caches import (
+    APT_ARCHIVES_IN_DROPLET,
+    WHEELS_IN_DROPLET,
+    apt_archives,
+    ensure_wheels,
+    pip_conf,
+)
 from tests.freshos.rootfs import ensure_base_root
 
 NETWORK = ipaddress.IPv4Network("10.231.0.0/16")
@@ -167,6 +174,10 @@ def boot(droplet: Droplet, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         f"--directory={droplet.merged}",
         f"--machine={droplet.name}",
         f"--network-namespace-path=/run/netns/{droplet.netns}",
+        # nspawn grants CAP_NET_ADMIN only with a network of its own making: nftables needs it.
+        "--capability=CAP_NET_ADMIN",
+        f"--bind-ro={ensure_wheels()}:{WHEELS_IN_DROPLET}",
+        f"--bind={apt_archives()}:{APT_ARCHIVES_IN_DROPLET}",
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
@@ -280,6 +291,7 @@ def _personalise(droplet: Droplet, public_key: str) -> None:
         f"http_proxy={droplet.proxy_url}\nhttps_proxy={droplet.proxy_url}\n"
         f"HTTP_PROXY={droplet.proxy_url}\nHTTPS_PROXY={droplet.proxy_url}\nno_proxy=localhost,127.0.0.1\n"
     )
+    (root / "etc/pip.conf").write_text(pip_conf())
     bundle, local = HOST_CAS
     if bundle.is_file():
         (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(bundle.read_bytes())

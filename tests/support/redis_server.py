@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from urllib.parse import quote
 
 import redis
 
@@ -15,8 +16,14 @@ from tests.support.wait import wait_until
 class RedisServer:
     """A redis-server child on a free port that tests may stop and start again."""
 
-    def __init__(self, *, persistent: bool = False) -> None:
+    def __init__(
+        self, *, persistent: bool = False, bind: tuple[str, ...] = ("127.0.0.1",), password: str = ""
+    ) -> None:
+        """`bind`: its addresses, loopback first; `password`: requirepass (given in a config
+        file on its stdin, not in its argv)."""
         self.persistent = persistent
+        self.bind = bind
+        self.password = password
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -29,16 +36,18 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 self.binary,
+                *(["-"] if self.password else []),  # the config file: stdin, with the password
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
                 "--save",
                 "",
                 # Persistent servers survive the kill -9 that outage tests deal.
@@ -51,10 +60,15 @@ class RedisServer:
                 "--daemonize",
                 "no",
             ],
+            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        if self.password:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
+            self.proc.stdin.close()
+        client = redis.Redis(port=self.port, password=self.password or None, socket_connect_timeout=0.2)
 
         def up() -> bool:
             try:
