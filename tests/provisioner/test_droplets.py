@@ -72,6 +72,8 @@ async def assert_nothing_left(parts: Parts) -> None:
     assert snapshot.production == () and snapshot.staging == ()
 
 
+# Two full Ansible runs over SSH: 28 s on a quiet machine, past 60 s at a load average of 7.
+@pytest.mark.timeout(180)
 async def test_full_flow_over_ssh_with_rate_limits_then_retire(
     make_parts: PartsFactory,
     fake_do: FakeDigitalOcean,
