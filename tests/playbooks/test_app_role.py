@@ -140,6 +140,7 @@ def test_a_firewall_with_no_address_or_a_bad_one_is_refused(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # several whole Ansible runs; past 60 s on a busy machine
 def test_a_new_server_over_ssh_takes_a_deploy_as_its_first_release(sshd: SshServer, tmp_path: Path) -> None:
     """The archive is copied into shared/ before anything else ran on the host."""
     app = tmp_path / "app"
@@ -184,6 +185,7 @@ def test_a_new_server_over_ssh_takes_a_deploy_as_its_first_release(sshd: SshServ
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # several whole Ansible runs; past 60 s on a busy machine
 def test_the_app_reads_its_linked_env_and_a_rerun_or_check_changes_nothing(tmp_path: Path) -> None:
     server = tmp_path / "server"
     host = local_server(server)
