@@ -5,51 +5,16 @@ Ansible's output or the run's artifacts."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import ansible_runner
 import pytest
 from redis.connection import parse_url
 
-from provisioner.configure import PLAYBOOKS_DIR, SYSTEM_PATH
-from tests.support.provisioner import BIN_DIR
-
-
-def run(playbook: str, group: str, tmp_path: Path, **extravars: object) -> Any:
-    run_dir = tmp_path / f"run-{playbook}-{len(list(tmp_path.glob('run-*')))}"
-    run_dir.mkdir(parents=True)
-    return ansible_runner.run(
-        private_data_dir=str(run_dir),
-        project_dir=str(PLAYBOOKS_DIR),
-        playbook=playbook,
-        inventory={"all": {"children": {group: {"hosts": {"h1": {"ansible_connection": "local"}}}}}},
-        extravars={
-            "switchyard_root": str(tmp_path / "root"),
-            "switchyard_manage_services": False,
-            **extravars,
-        },
-        envvars={
-            "PATH": f"{BIN_DIR}{os.pathsep}{SYSTEM_PATH}",
-            "ANSIBLE_HOME": str(run_dir / "home"),
-            "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
-            "ANSIBLE_REMOTE_TEMP": str(run_dir / "remote-tmp"),
-            "ANSIBLE_PYTHON_INTERPRETER": str(BIN_DIR / "python"),
-        },
-        quiet=True,
-        timeout=120,
-    )
-
-
-def output(done: Any) -> str:
-    return (Path(done.config.artifact_dir) / "stdout").read_text()
-
-
-def files_containing(root: Path, text: str) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+from provisioner.configure import PLAYBOOKS_DIR
+from tests.support.playbooks import files_containing, output, run
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_service_roles import files_containing, output, run
+from tests.support.playbooks import files_containing, output, run
 
 
 @pytest.mark.slow

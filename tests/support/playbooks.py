@@ -34,6 +34,12 @@ def render(playbook: str, group: str, run_dir: Path, root: Path, **extravars: ob
     )
 
 
+def run(playbook: str, group: str, tmp_path: Path, **extravars: object) -> Any:
+    """`render` into tmp_path/root, each run in a directory of its own under tmp_path."""
+    run_dir = tmp_path / f"run-{playbook}-{len(list(tmp_path.glob('run-*')))}"
+    return render(playbook, group, run_dir, tmp_path / "root", **extravars)
+
+
 def output(done: Any) -> str:
     return (Path(done.config.artifact_dir) / "stdout").read_text()
 
