@@ -124,14 +124,9 @@ class ProvisionerConfig:
     log_format: str = "text"
 
     def pool_limits(self, pool: str) -> tuple[int, int]:
-        return (
-            (self.production_min, self.production_max)
-            if pool == "production"
-            else (
-                self.staging_min,
-                self.staging_max,
-            )
-        )
+        if pool == "production":
+            return self.production_min, self.production_max
+        return self.staging_min, self.staging_max
 
 
 SECRETS = {
@@ -225,21 +220,19 @@ def _check_pool_limits(config: ProvisionerConfig) -> None:
             raise ConfigError(f"{pool}_max ({high}) is below {pool}_min ({low})")
 
 
+def _check_networks(name: str, values: tuple[str, ...], example: str) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{name} entry {value!r} is not {example}") from exc
+
+
 def _check_webhook(config: ProvisionerConfig) -> None:
-    for network in config.webhook_networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError as exc:
-            raise ConfigError(
-                f"webhook_networks entry {network!r} is not a network: use CIDR such as 192.30.252.0/22"
-            ) from exc
-    for address in config.proxy_addresses:
-        try:
-            ipaddress.ip_network(address, strict=False)
-        except ValueError as exc:
-            raise ConfigError(
-                f"proxy_addresses entry {address!r} is not an address: use 10.0.0.5 or 10.0.0.0/24"
-            ) from exc
+    _check_networks(
+        "webhook_networks", config.webhook_networks, "a network: use CIDR such as 192.30.252.0/22"
+    )
+    _check_networks("proxy_addresses", config.proxy_addresses, "an address: use 10.0.0.5 or 10.0.0.0/24")
     host, sep, port = config.webhook_listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"webhook_listen {config.webhook_listen!r} is not host:port, e.g. 127.0.0.1:8090")
