@@ -16,6 +16,7 @@ from tests.support.wait import wait_until
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # two ansible-runner runs
 def test_a_replica_with_a_sentinel(tmp_path: Path) -> None:
     secret, password_file = secret_file(tmp_path / "secret", "redis-password")
     root = tmp_path / "root"
@@ -62,6 +63,7 @@ def test_a_replica_with_a_sentinel(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_the_master_has_no_replicaof_and_its_sentinel_config_runs(tmp_path: Path) -> None:
     _, password_file = secret_file(tmp_path / "secret", "redis-password")
     root = tmp_path / "root"

@@ -41,6 +41,7 @@ def ha_vars(tmp_path: Path, **extra: object) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # two ansible-runner runs and five CLI processes
 async def test_keepalived_config_track_script_and_notify_move_the_reserved_ip(
     fake_do: FakeDigitalOcean, aiohttp_server: AiohttpServer, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
@@ -48,6 +49,7 @@ def token_file(tmp_path: Path, token: str = TOKEN, mode: int = 0o600) -> str:
     return str(path)
 
 
+@pytest.mark.timeout(180)  # each CLI process imports the whole provisioner
 async def test_the_reserved_ip_moves_to_the_new_master_and_waits_for_the_action(
     fake_do: FakeDigitalOcean, tmp_path: Path
 ) -> None:
@@ -101,6 +103,7 @@ async def test_self_is_the_droplet_the_metadata_service_names(
     assert fake_do.reserved_ips[IP] == b
 
 
+@pytest.mark.timeout(180)  # seven CLI processes
 async def test_bad_input_and_refusals_are_one_line_without_the_token(
     fake_do: FakeDigitalOcean, tmp_path: Path
 ) -> None:

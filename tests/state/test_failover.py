@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from state import KeySpace, ScaleQueue, StateError, StateStore, connect
 from state.hosts import HostStore
 from tests.support import ROOT
@@ -54,6 +56,8 @@ async def _write_until_it_works(store: StateStore, weight: int, timeout_s: float
             await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)  # seven processes and a failover on a shared 2-core machine
 async def test_killing_the_master_under_load_loses_no_request_and_writes_resume(
     sentinel_cluster: SentinelCluster, backends: dict[str, Backend], tmp_path: Path
 ) -> None:
