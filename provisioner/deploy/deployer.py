@@ -5,8 +5,7 @@ the side port (prepare: nothing live changes, so the servers do it side by side)
 server by server: drained from its pool, switched and restarted on the release
 (activate), health-checked from here, put back. A failure stops the deploy: releases
 prepared and not yet live are discarded, the failing server's role puts `current` back,
-and the result names the server and the task. Servers switched before it stay switched
-(`rollback` takes them back).
+and the result names the server and the task. Servers switched before it stay switched.
 """
 
 from __future__ import annotations
