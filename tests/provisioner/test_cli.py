@@ -4,7 +4,6 @@ the log, nor the processes it starts."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -20,7 +19,7 @@ from provisioner.notify import SIGNATURE_HEADER, sign
 from provisioner.scale.local import app_pid
 from tests.support import ROOT
 from tests.support.ports import free_port
-from tests.support.provisioner import stop_apps
+from tests.support.provisioner import provisioner_cli, stop_apps
 
 TOKEN = "dop_v1_" + "cli-secret-0123456789abcdef"
 HOOK_SECRET = "whsec-" + "cli-0123456789"
@@ -42,23 +41,6 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         text=True,
         timeout=60,
     )
-
-
-async def acli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """The CLI while this loop keeps serving (the webhook receiver runs on it)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "provisioner",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.parametrize(
@@ -142,12 +124,12 @@ async def test_up_list_down_by_hand(
         DIGITALOCEAN_TOKEN=TOKEN,
         PROVISIONER_WEBHOOK_SECRET=HOOK_SECRET,
     )
-    code, out, err = await acli("up", "--pool", "production", "--provider", "local", env=env)
+    code, out, err = await provisioner_cli("up", "--pool", "production", "--provider", "local", env=env)
     assert code == 0, err
     server_id, url = out.strip().split("\t")
     assert url.startswith("http://127.0.0.1:")
 
-    code, listed, _ = await acli("list", "--json", env=env)
+    code, listed, _ = await provisioner_cli("list", "--json", env=env)
     (record,) = json.loads(listed)
     assert (record["id"], record["url"], record["state"], record["provider"]) == (
         server_id,
@@ -161,12 +143,12 @@ async def test_up_list_down_by_hand(
     app_env = Path(f"/proc/{pid}/environ").read_bytes()
     assert TOKEN.encode() not in app_env and HOOK_SECRET.encode() not in app_env
 
-    code, out_down, err_down = await acli("down", url, "--provider", "local", env=env)
+    code, out_down, err_down = await provisioner_cli("down", url, "--provider", "local", env=env)
     assert code == 0, err_down
     assert out_down.startswith(f"{server_id}\t{url}\tremoved")
     assert not (servers / server_id).exists()
     assert not os.path.exists(f"/proc/{pid}/cwd")
-    code, listed, _ = await acli("list", env=env)
+    code, listed, _ = await provisioner_cli("list", env=env)
     assert listed == "no servers\n"
 
     events = [json.loads(body)["event"] for body, _ in received]

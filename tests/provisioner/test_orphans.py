@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from proxy.app import ProxyApp
 from state import ServerRecord
 from tests.provisioner.fake_do import FakeDigitalOcean
 from tests.provisioner.test_droplets import droplet_parts
-from tests.support import ROOT
-from tests.support.provisioner import FINGERPRINT, TOKEN, PartsFactory
+from tests.support.provisioner import FINGERPRINT, TOKEN, PartsFactory, provisioner_cli
 from tests.support.proxy import proxy_config
 from tests.support.sshd import SshServer
 from tests.support.wait import eventually
@@ -137,23 +135,6 @@ async def test_the_sweep_destroys_only_an_old_unpooled_droplet_of_the_current_ge
         await asyncio.to_thread(api.destroy, droplet_id)
 
 
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """The CLI while this loop keeps serving the stand-in API."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "provisioner",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 def cli_env(fake: FakeDigitalOcean, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_", "DIGITALOCEAN_"))}
     env.update(
@@ -225,31 +206,31 @@ async def test_after_a_redis_data_loss_the_sweep_destroys_nothing_and_adopt_brin
         assert fake_do.destroyed == [] and len(fake_do.droplets) == 3
 
         env = cli_env(fake_do, redis_url)
-        code, out, err = await cli(env, "list", "--orphans", "--json")
+        code, out, err = await provisioner_cli("list", "--orphans", "--json", env=env, timeout_s=60)
         assert code == 0, err
         listed = {row["id"]: row for row in json.loads(out)}
         assert set(listed) == {r.id for r in records}
         assert all(row["kept"] and row["generation"] == before for row in listed.values())
-        code, out, err = await cli(env, "list", "--orphans")
+        code, out, err = await provisioner_cli("list", "--orphans", env=env, timeout_s=60)
         assert code == 0 and out.count("kept:") == 3, err
 
-        code, out, err = await cli(env, "adopt", "sy-prod-1")
+        code, out, err = await provisioner_cli("adopt", "sy-prod-1", env=env, timeout_s=60)
         assert code == 0, err
         assert out.split("\t")[:3] == ["sy-prod-1", "production", records[1].url]
         adopted = await parts.registry.get("sy-prod-1")
         assert adopted is not None and adopted.state == "active" and adopted.url == records[1].url
         assert adopted.ref == records[1].ref
-        code, out, err = await cli(env, "adopt", "sy-prod-1")
+        code, out, err = await provisioner_cli("adopt", "sy-prod-1", env=env, timeout_s=60)
         assert code == 1 and "not an orphan" in err
 
         # A pooled orphan is not destroyed by hand either, until it leaves the pool.
-        code, _, err = await cli(env, "destroy", "sy-prod-2")
+        code, _, err = await provisioner_cli("destroy", "sy-prod-2", env=env, timeout_s=60)
         assert code == 1 and "is in a pool" in err
         await parts.store.remove_backend("production", records[2].url)
-        code, out, err = await cli(env, "destroy", "sy-prod-2")
+        code, out, err = await provisioner_cli("destroy", "sy-prod-2", env=env, timeout_s=60)
         assert code == 0 and out.strip().endswith("destroyed"), err
         assert fake_do.destroyed == [int(records[2].ref)]
-        code, _, err = await cli(env, "destroy", "sy-prod-1")
+        code, _, err = await provisioner_cli("destroy", "sy-prod-1", env=env, timeout_s=60)
         assert code == 1 and "is managed" in err
         assert "Traceback" not in err
     finally:

@@ -3,6 +3,7 @@ playbooks start, ended by the pid file each wrote."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 from provisioner.app import Parts, build
 from provisioner.config import ProvisionerConfig, load_config
 from provisioner.scale.local import app_pid
+from tests.support import ROOT
 from tests.support.wait import wait_until
 
 BIN_DIR = Path(sys.executable).parent
@@ -70,3 +72,21 @@ class PartsMaker:
         for parts in self.made:
             await parts.close()
         stop_apps(self.tmp_path)
+
+
+async def provisioner_cli(*args: str, env: dict[str, str], timeout_s: float = 120.0) -> tuple[int, str, str]:
+    """`python -m provisioner ARGS` while this loop keeps serving (a stand-in API, a webhook
+    receiver): (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "provisioner",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
