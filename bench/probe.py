@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,8 +129,13 @@ def _is_open(conn: http.client.HTTPConnection) -> bool:
         return False
 
 
+IDLE_SETTLE_S = 2.0
+
+
 def idle_connections(target: str, port: int, pid: int, count: int) -> IdleResult:
-    """RSS before and after `count` keep-alive connections that each made one request and idle."""
+    """RSS before and after `count` keep-alive connections that each made one request and
+    then idle for IDLE_SETTLE_S: what a server holds for a connection between requests,
+    not while it is answering one (the same wait for every front)."""
     before = tree_rss_kib(pid)
     conns: list[http.client.HTTPConnection] = []
     try:
@@ -139,6 +145,7 @@ def idle_connections(target: str, port: int, pid: int, count: int) -> IdleResult
             conn.request("GET", "/")
             conn.getresponse().read()
         # Every response has been read, so the server has done its work for each one.
+        time.sleep(IDLE_SETTLE_S)
         after = tree_rss_kib(pid)
         still_open = sum(_is_open(c) for c in conns)
     finally:

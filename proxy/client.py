@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable
 from typing import cast
 
@@ -16,17 +15,22 @@ from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, RequestTimeout,
 from proxy.exchange import Exchange
 from proxy.flagheader import variant_pairs
 from proxy.request import RequestSide
+from proxy.tunnelside import TunnelSide
 from proxy.upstream import UpstreamConnection
+
+NOT_PAUSED: frozenset[str] = frozenset()
 
 log = logging.getLogger("proxy")
 
 
-class ClientConnection(RequestSide, asyncio.Protocol):
+class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        # None while the connection idles between requests (see `_compact`): the parser
+        # is most of what an idle keep-alive connection would otherwise hold.
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.peer = b"unknown"
         self.trusted = False
         self.closed = False
@@ -36,19 +40,22 @@ class ClientConnection(RequestSide, asyncio.Protocol):
         # read, so a head it rejects at its end (a bad Transfer-Encoding) never leaves.
         self.starting: Exchange | None = None
         self.closing = False  # we closed it: nothing more it sends is read
+        self.feeding = False  # inside the parser's feed_data: it must not be let go
         self.current: Exchange | None = None  # being answered
-        self.queue: deque[Exchange] = deque()
-        self.paused: set[str] = set()
+        # Pipelined requests waiting their turn: reading pauses once one waits, so this
+        # holds a handful at most, and a list costs an idle connection far less than a deque.
+        self.queue: list[Exchange] = []
+        self.paused: frozenset[str] = NOT_PAUSED  # replaced, never mutated: no set per connection
         self.url_parts: list[bytes] = []
         # Stamped by the sweep (see `sweep`), not per request: -1.0 means "since now".
         self.idle_since = -1.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] | None = None  # made on the first, dropped when idle
         # While a request head is arriving: since when, and how many bytes so far.
         self.head_started: float | None = None
         self.head_bytes = 0
         # After a successful Upgrade: bytes flow raw to and from this upstream.
         self.tunnel: UpstreamConnection | None = None
-        self.tunnel_pending: list[bytes] = []
+        self.tunnel_pending: list[bytes] | None = None
         self.tunnel_active = False  # bytes crossed since the last sweep
         self.body_seen: tuple[Exchange, int] | None = None  # the sweep's view of a body arriving
 
@@ -73,14 +80,18 @@ class ClientConnection(RequestSide, asyncio.Protocol):
             return
         if self.current is not None and self.current.upgrade is not None and self.current.request_done:
             # Sent ahead of the upstream's 101: hold it for the tunnel.
-            self.tunnel_pending.append(data)
+            self.hold_for_tunnel(data)
             return
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpRequestParser(self)
+        self.feeding = True
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0] :]
             if rest:
-                self.tunnel_pending.append(rest)
+                self.hold_for_tunnel(rest)
             # Nothing more to parse until the upstream answers the upgrade.
             self.pause("upgrade")
         except httptools.HttpParserCallbackError as exc:
@@ -98,6 +109,8 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self.head_bytes += len(data)
                 if self.head_bytes > 2 * self.ctx.limits.max_header_bytes:
                     self._protocol_error(HeaderTooLarge("request headers are too large"))
+        finally:
+            self.feeding = False
         ex = self.starting
         if ex is not None:
             self.starting = None
@@ -123,7 +136,7 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self._release(ex)
         self.current = None
         self.queue.clear()
-        for task in self._tasks:
+        for task in self._tasks or ():
             task.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
@@ -153,18 +166,21 @@ class ClientConnection(RequestSide, asyncio.Protocol):
     def pause(self, reason: str) -> None:
         if not self.paused and self.transport is not None and not self.closed:
             self.transport.pause_reading()
-        self.paused.add(reason)
+        self.paused = self.paused | {reason}
 
     def resume(self, reason: str) -> None:
         if reason in self.paused:
-            self.paused.discard(reason)
+            self.paused = self.paused - {reason}
             if not self.paused and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
 
     def run_task(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def exchange_finished(self, ex: Exchange) -> None:
         if ex is not self.current:
@@ -181,7 +197,7 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self.transport.close()
             return
         if self.queue:
-            nxt = self.queue.popleft()
+            nxt = self.queue.pop(0)
             if not self.queue:
                 self.resume("pipeline")
             self.current = nxt
@@ -191,6 +207,11 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self._failed_start(nxt)
         else:
             self.idle_since = -1.0
+            if not self.feeding and self.receiving is None and not self.in_head:
+                # Nothing of a next request has arrived: the parser goes until one does
+                # (nginx frees a keep-alive connection's buffers the same way), so an
+                # idle connection holds a third of what it would.
+                self.parser = None
 
     def finish_early(self, ex: Exchange) -> None:
         if ex is self.current:
@@ -200,28 +221,6 @@ class ClientConnection(RequestSide, asyncio.Protocol):
             self.closing = True
             if self.transport is not None and not self.closed:
                 self.transport.close()
-
-    def relay(self, data: bytes) -> None:
-        """Bytes from the far side of the tunnel."""
-        self.tunnel_active = True
-        self.write(data)
-
-    def finish(self) -> None:
-        """The tunnel's far side ended: close once what is queued is written."""
-        self.tunnel = None
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    def start_tunnel(self, upstream: UpstreamConnection, first: bytes) -> None:
-        """The upstream switched protocols: from now on, relay bytes both ways."""
-        self.tunnel = upstream
-        self.idle_since = -1.0
-        if first:
-            self.write(first)
-        pending, self.tunnel_pending = self.tunnel_pending, []
-        for data in pending:
-            upstream.write(data)
-        self.resume("upgrade")
 
     def close_if_idle(self) -> bool:
         if self.current is None and self.receiving is None and self.transport is not None:
@@ -258,13 +257,7 @@ class ClientConnection(RequestSide, asyncio.Protocol):
         limits = self.ctx.limits
         tunnel = self.tunnel
         if tunnel is not None:
-            # A tunnel's bytes set a flag, not a timestamp: the sweep reads the clock.
-            if self.tunnel_active or self.idle_since < 0:
-                self.tunnel_active = False
-                self.idle_since = now
-            elif now - self.idle_since > limits.tunnel_idle_timeout_s:
-                tunnel.finish()
-                self.finish()
+            self.sweep_tunnel(tunnel, now, limits)
             return
         if current is None:
             # Timestamps are taken here, a few times a second, rather than on every
@@ -280,6 +273,8 @@ class ClientConnection(RequestSide, asyncio.Protocol):
                 self.idle_since = now
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
+            elif self._tasks is not None and not self._tasks:
+                self._tasks = None  # made again by the next upstream connect
         elif not current.request_done:
             if current.response_started:
                 return

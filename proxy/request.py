@@ -5,7 +5,6 @@ bytes into exchanges, the checks a head must pass before anything leaves
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Protocol
 
 import httptools
@@ -43,11 +42,11 @@ class Parsing(ClientSide, Protocol):
     @property
     def ctx(self) -> ProxyContext: ...
     @property
-    def parser(self) -> httptools.HttpRequestParser: ...
+    def parser(self) -> httptools.HttpRequestParser | None: ...
     @property
     def transport(self) -> asyncio.Transport | None: ...
     @property
-    def queue(self) -> deque[Exchange]: ...
+    def queue(self) -> list[Exchange]: ...
 
     url_parts: list[bytes]
     receiving: Exchange | None
@@ -92,7 +91,7 @@ class RequestSide:
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(
-                self, self.ctx, self.parser.get_method(), b"".join(self.url_parts), 1
+                self, self.ctx, _parser(self).get_method(), b"".join(self.url_parts), 1
             )
         low = name.lower()
         ex.headers.append((low, name, value))
@@ -124,7 +123,7 @@ class RequestSide:
             ex.nominated = ex.nominated | tokens
 
     def on_headers_complete(self: Parsing) -> None:
-        parser = self.parser
+        parser = _parser(self)
         ex = self.receiving
         if ex is None:
             ex = self.receiving = Exchange(self, self.ctx, parser.get_method(), b"".join(self.url_parts), 1)
@@ -190,6 +189,14 @@ class RequestSide:
         else:
             current.keep_alive = False
             self.queue.clear()
+
+
+def _parser(conn: Parsing) -> httptools.HttpRequestParser:
+    # Callbacks come only from inside the parser's feed_data: it is there.
+    parser = conn.parser
+    if parser is None:
+        raise ProxyError("a parser callback with no parser")
+    return parser
 
 
 def check_target(ex: Exchange) -> None:
