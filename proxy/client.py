@@ -212,6 +212,8 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
                 # (nginx frees a keep-alive connection's buffers the same way), so an
                 # idle connection holds a third of what it would.
                 self.parser = None
+            if not self._tasks:
+                self._tasks = None  # the upstream connect's, done by now: made again on demand
 
     def finish_early(self, ex: Exchange) -> None:
         if ex is self.current:
@@ -273,8 +275,6 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
                 self.idle_since = now
             elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
                 self.transport.close()
-            elif self._tasks is not None and not self._tasks:
-                self._tasks = None  # made again by the next upstream connect
         elif not current.request_done:
             if current.response_started:
                 return
