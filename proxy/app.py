@@ -22,6 +22,7 @@ from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
+from proxy.statscli import mount_version_stats
 from proxy.statsflush import StatsFlusher
 from state import KeySpace, StateError, StateStore, VersionStatsStore, connect
 from state.tasks import stop_tasks
@@ -100,6 +101,7 @@ class ProxyApp:
         self.port = self.server.sockets[0].getsockname()[1]
         admin = build_admin(self.store, self.snapshots, self.ctx.stats, self.registry, cfg.admin_token)
         mount_ofrep(admin, self.snapshots, cfg.flags_key)
+        mount_version_stats(admin, self.store, self.version_stats)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
