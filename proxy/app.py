@@ -23,7 +23,7 @@ from proxy.ofrep import mount_ofrep
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
 from proxy.statscli import mount_version_stats
-from proxy.statsflush import StatsFlusher
+from proxy.statsflush import ReleaseCollector, StatsFlusher
 from state import KeySpace, StateError, StateStore, VersionStatsStore, connect
 from state.tasks import stop_tasks
 
@@ -69,6 +69,8 @@ class ProxyApp:
                 state_restores=lambda: self.snapshots.restores,
             )
         )
+        if config.version_stats:
+            self.registry.register(ReleaseCollector(self.flusher))
         self.server: asyncio.Server | None = None
         self.admin_runner: web.AppRunner | None = None
         self.port = 0

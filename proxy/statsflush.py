@@ -14,7 +14,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from proxy.analysis import VersionCounter, VersionWindow
 from proxy.versionstats import to_flat
@@ -119,3 +122,22 @@ class StatsFlusher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self.flush()
+
+
+class ReleaseCollector(Collector):
+    """switchyard_version_release{version, release} 1: the release each version's counts
+    are labelled with. Joined in a query, it names the release of the per-version metrics
+    without a label on them that every request would have to carry."""
+
+    def __init__(self, flusher: StatsFlusher) -> None:
+        self.flusher = flusher
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "switchyard_version_release",
+            "1 for the release each version serves (the sha of its last deploy, else unknown)",
+            labels=["version", "release"],
+        )
+        for pool, release in sorted(self.flusher.releases.items()):
+            family.add_metric([pool, release], 1.0)
+        yield family

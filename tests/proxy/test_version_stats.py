@@ -221,6 +221,10 @@ async def test_proxy_stats_prints_and_its_json_is_the_admin_apis(
             admin = await r.json()
         # Nothing was served in between: the same counts (the rate moves on with the clock).
         assert _without_rate(admin["versions"]) == _without_rate(versions)
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{app.admin_port}/metrics") as r:
+            metrics = await r.text()
+        assert 'switchyard_version_release{release="unknown",version="staging"} 1.0' in metrics
+        assert 'switchyard_requests_total{status_class="2xx",version="staging"}' in metrics
         async with (
             aiohttp.ClientSession() as s,
             s.get(f"http://127.0.0.1:{app.admin_port}/stats/versions?window=forever") as r,
