@@ -132,9 +132,9 @@ def render(body: dict[str, Any]) -> list[str]:
     lines = [
         f"window {start} .. {end} UTC ({window['seconds']:.0f} s; {window['requested_s']} s asked)",
         f"weight {weight['set']}% to staging (effective {weight['effective']}%)",
-        f"{'':<16} {'production':<34} staging",
+        f"{'':<16} {'production':<40} staging",
     ]
     prod, stag = body["versions"]["production"], body["versions"]["staging"]
     for label, cell in _ROWS:
-        lines.append(f"{label:<16} {cell(prod):<34} {cell(stag)}")
+        lines.append(f"{label:<16} {cell(prod):<40} {cell(stag)}")
     return lines
