@@ -83,7 +83,10 @@ class VersionStatsStore(Accessor):
     ) -> None:
         super().__init__(client, keys, actor=actor)
         if bucket_s < 1 or retention_s < bucket_s:
-            raise InvalidValue("stats buckets need bucket_s >= 1 and retention_s >= bucket_s")
+            raise InvalidValue(
+                f"stats_bucket_s ({bucket_s}) must be at least 1,"
+                f" and stats_retention_s ({retention_s}) at least stats_bucket_s"
+            )
         self.bucket_s = bucket_s
         self.retention_s = retention_s
         self._add = client.register_script(_ADD)

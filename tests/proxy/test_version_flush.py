@@ -146,3 +146,16 @@ async def test_a_window_holds_the_release_each_pool_served_last(stats: VersionSt
     assert got.staging.requests == 20 and got.staging.responses[4] == 0
     # Production served nothing: its release is still named, from the deploy history.
     assert got.production_release == "c" * 40 and got.production.requests == 0
+
+
+def test_the_counter_buckets_latencies_as_the_histogram_does() -> None:
+    latencies = [0.0, 0.0004999, 0.0005, 0.001, 0.0123, 0.25, 3.0, 68.4, 1e6, -1.0]
+    counter = VersionCounter()
+    for i, latency in enumerate(latencies):
+        counter.request()
+        counter.response(200 + 100 * (i % 4), latency)
+    counter.answered(101)
+    taken = counter.take()
+    assert taken.latency == Histogram.of(latencies)
+    assert taken.responses == (1, 3, 3, 2, 2) and taken.requests == len(latencies)
+    assert counter.take() == VersionWindow()

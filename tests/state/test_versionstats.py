@@ -111,7 +111,7 @@ async def test_bad_labels_are_refused_before_anything_is_written(stats: VersionS
 
 def test_settings_that_make_no_buckets_are_refused() -> None:
     client = connect("redis://127.0.0.1:1/0")
-    with pytest.raises(InvalidValue, match="bucket_s"):
+    with pytest.raises(InvalidValue, match="stats_retention_s"):
         VersionStatsStore(client, bucket_s=60, retention_s=10)
 
 
