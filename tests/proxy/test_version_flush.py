@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.analysis import Histogram, VersionCounter, VersionWindow
+from proxy.config import ConfigError, load_config
 from proxy.statsflush import StatsFlusher
 from proxy.versionstats import from_flat, read_window, to_flat
 from state import DeployRecord, DeployStore, KeySpace, VersionStatsStore, connect
@@ -159,3 +160,10 @@ def test_the_counter_buckets_latencies_as_the_histogram_does() -> None:
     assert taken.latency == Histogram.of(latencies)
     assert taken.responses == (1, 3, 3, 2, 2) and taken.requests == len(latencies)
     assert counter.take() == VersionWindow()
+
+
+def test_the_stats_settings_load_and_bad_ones_are_named() -> None:
+    config = load_config(env={"PROXY_VERSION_STATS": "false", "PROXY_STATS_BUCKET_S": "5"})
+    assert (config.version_stats, config.stats_bucket_s, config.stats_retention_s) == (False, 5, 86400)
+    with pytest.raises(ConfigError, match="stats_retention_s"):
+        load_config(env={"PROXY_STATS_RETENTION_S": "a day"})
