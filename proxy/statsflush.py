@@ -27,6 +27,7 @@ from state.model import PoolName
 log = logging.getLogger("proxy")
 
 Label = tuple[str, str]  # (pool, release)
+MAX_BATCH_BUCKETS = 60  # ten minutes of 10 s buckets per call
 
 
 class StatsFlusher:
@@ -49,7 +50,8 @@ class StatsFlusher:
         self.releases: dict[PoolName, str] = dict.fromkeys(POOLS, UNKNOWN_RELEASE)
         self.fresh: dict[int, dict[Label, VersionWindow]] = {}
         self.pending: tuple[str, dict[int, dict[Label, dict[str, int]]]] | None = None
-        self.failures = 0  # flushes that failed, for the log and the tests
+        self.failures = 0  # flushes that failed, in all
+        self.failing = 0  # in a row, for the log
         self._releases_at = float("-inf")
 
     def collect(self) -> None:
@@ -77,20 +79,25 @@ class StatsFlusher:
             if self.pending is None:
                 if not self.fresh:
                     return True
-                batch = {
-                    b: {label: to_flat(w) for label, w in counts.items()} for b, counts in self.fresh.items()
-                }
-                self.pending, self.fresh = (uuid.uuid4().hex, batch), {}
+                # The oldest first, a bounded number at a time: after a long outage one
+                # script call must not hold Redis for long.
+                taken = sorted(self.fresh)[:MAX_BATCH_BUCKETS]
+                batch = {b: {label: to_flat(w) for label, w in self.fresh.pop(b).items()} for b in taken}
+                self.pending = (uuid.uuid4().hex, batch)
             batch_id, buckets = self.pending
             try:
                 await self.store.add(self.writer, batch_id, buckets)
             except StateError as exc:
                 self.failures += 1
-                if self.failures == 1 or self.failures % 60 == 0:
+                self.failing += 1
+                if self.failing == 1 or self.failing % 60 == 0:
                     log.warning(
-                        "version stats not flushed, kept for the next try failures=%d: %s", self.failures, exc
+                        "version stats not flushed, kept for the next try failing=%d: %s", self.failing, exc
                     )
                 return False
+            if self.failing:
+                log.info("version stats flushed again after failing=%d", self.failing)
+                self.failing = 0
             self.pending = None
         return True
 

@@ -167,3 +167,21 @@ def test_the_stats_settings_load_and_bad_ones_are_named() -> None:
     assert (config.version_stats, config.stats_bucket_s, config.stats_retention_s) == (False, 5, 86400)
     with pytest.raises(ConfigError, match="stats_retention_s"):
         load_config(env={"PROXY_STATS_RETENTION_S": "a day"})
+
+
+async def test_a_long_backlog_goes_in_bounded_batches_oldest_first(stats: VersionStatsStore) -> None:
+    clock = Clock()
+    counts = counters()
+    flusher = StatsFlusher(stats, counts, "proxy-a", clock=clock)
+    start = clock.now
+    for _ in range(130):  # as if Redis had been away for 130 buckets
+        serve(counts["production"], 1)
+        flusher.collect()
+        clock.now += 10
+
+    await flusher.flush()  # two batches of at most 60 buckets each
+
+    assert sorted(flusher.fresh) == [stats.bucket_of(start) + 10 * i for i in range(120, 130)]
+    await flusher.flush()
+    got = await read_window(stats, start, clock.now)
+    assert got.production.requests == 130 and not flusher.fresh
