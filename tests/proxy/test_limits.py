@@ -173,9 +173,11 @@ async def test_an_endless_response_header_is_502_without_stalling_the_loop(
             r = await exchange(app.port, b"GET /endless HTTP/1.1\r\nHost: h\r\n\r\n")
             assert r.startswith(b"HTTP/1.1 502 ") and b"larger than 65536 bytes" in r
             assert b"X-Endless" not in r
-    # At most 10 ms of the loop's own work between two ticks (unbounded, it was
-    # seconds); the wall-clock gap also holds whatever else the machine ran.
-    assert ticker.max_busy_s < 0.01, ticker.max_busy_s
+    # At most 50 ms of the loop's own work between two ticks (unbounded, it was
+    # seconds). The bound is loose on purpose: on a shared 2-core machine under load
+    # the same bounded work measured 10-16 ms of thread CPU, so 10 ms failed often.
+    # The wall-clock gap also holds whatever else the machine ran.
+    assert ticker.max_busy_s < 0.05, ticker.max_busy_s
     print(
         f"endless response header: longest loop stall {ticker.max_busy_s * 1000:.1f} ms of CPU,"
         f" {ticker.max_gap_s * 1000:.1f} ms wall clock"
