@@ -17,6 +17,7 @@ from proxy.client import ClientConnection
 from proxy.config import ProxyConfig
 from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
+from proxy.dashboard import mount_dashboard
 from proxy.health import check_forever
 from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
@@ -94,6 +95,7 @@ class ProxyApp:
         self.port = self.server.sockets[0].getsockname()[1]
         admin = build_admin(self.store, self.snapshots, self.ctx.stats, self.registry, cfg.admin_token)
         mount_ofrep(admin, self.snapshots, cfg.flags_key)
+        mount_dashboard(admin, self.ctx.balancer.outstanding)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET

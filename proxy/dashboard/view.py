@@ -1,0 +1,164 @@
+"""What the page shows, as one JSON document: pure, from values the feed gathered.
+No I/O and no clock: `now` is passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.dashboard.counters import VERSIONS
+from proxy.dashboard.series import History, served_share
+from state import DeployRecord, HostSample, ServerRecord, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    host: str
+    sample: HostSample | None  # None: no live sample (its monitor stopped)
+    rules: Mapping[str, Mapping[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Slow:
+    """What the feed reads from Redis every few seconds, while someone watches."""
+
+    servers: Sequence[ServerRecord] = ()
+    hosts: Sequence[HostView] = ()
+    deploys: Mapping[str, Sequence[DeployRecord]] = field(default_factory=dict)
+    previews: Sequence[Mapping[str, object]] | None = None  # once previews exist (issue 14)
+    error: str | None = None
+    read_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What the proxy knows in memory: its snapshot, ejections, requests in flight."""
+
+    snapshot: Snapshot
+    stale: bool
+    state_error: str | None
+    ejected: Mapping[str, float]  # backend -> seconds of ejection left
+    inflight: Mapping[str, int]
+
+
+def set_weights(snap: Snapshot) -> dict[str, int]:
+    """The percent of users each version is set to get; the kill switch sends all to production."""
+    staging = 0 if snap.alert is not None or not snap.staging else snap.weight
+    return {"production": 100 - staging, "staging": staging}
+
+
+def _last_good(deploys: Sequence[DeployRecord]) -> DeployRecord | None:
+    return next((d for d in deploys if d.result == "succeeded" and d.sha), None)
+
+
+def versions(live: Live, slow: Slow, history: History, now: float) -> list[dict[str, Any]]:
+    weights = set_weights(live.snapshot)
+    shares = served_share(history, VERSIONS)
+    out = []
+    for name in VERSIONS:
+        release = _last_good(slow.deploys.get(name, ()))
+        recent = history.recent(name, 10.0)
+        answered = sum(p.requests for p in recent)
+        span = max(len(recent) * history.step_s, history.step_s)
+        errors = sum((p.error_rate or 0.0) * p.requests for p in recent)
+        out.append(
+            {
+                "name": name,
+                "sha": release.sha if release else None,
+                "deployed_at": release.at if release else None,
+                "age_s": round(now - release.at, 1) if release else None,
+                "weight": weights[name],
+                "share": shares[name],
+                "rps": round(answered / span, 3),
+                "error_rate": errors / answered if answered else None,
+                "backends": len(live.snapshot.pool(name)),
+            }
+        )
+    return out
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def pools(live: Live, slow: Slow, now: float) -> dict[str, list[dict[str, Any]]]:
+    by_url = {s.url: s for s in slow.servers if s.url}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in VERSIONS:
+        release = _last_good(slow.deploys.get(name, ()))
+        releases = dict(release.releases) if release else {}
+        rows = []
+        for url in live.snapshot.pool(name):
+            server = by_url.get(url)
+            host = _host_of(url)
+            rows.append(
+                {
+                    "url": url,
+                    "ejected_s": live.ejected.get(url),
+                    "inflight": live.inflight.get(url, 0),
+                    "server": server.id if server else None,
+                    "release": releases.get(server.id if server else host) or releases.get(host),
+                    "sha": release.sha if release else None,
+                }
+            )
+        out[name] = rows
+    return out
+
+
+def _host(view: HostView, now: float) -> dict[str, Any]:
+    sample = view.sample
+    return {
+        "host": view.host,
+        "role": sample.role if sample else None,
+        "cpu_percent": sample.cpu_percent if sample else None,
+        "mem_percent": sample.mem_percent if sample else None,
+        "age_s": round(max(now - sample.at, 0.0), 1) if sample else None,
+        "rules": {name: dict(state) for name, state in sorted(view.rules.items())},
+    }
+
+
+def _deploy(d: DeployRecord) -> dict[str, Any]:
+    return {
+        "env": d.env,
+        "action": d.action,
+        "sha": d.sha,
+        "result": d.result,
+        "by": d.by,
+        "at": d.at,
+        "seconds": d.seconds,
+        "failed_host": d.failed_host,
+        "error": d.error[:300],
+    }
+
+
+def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str, Any]:
+    snap = live.snapshot
+    body = snap.to_json()
+    deploys = sorted((d for ds in slow.deploys.values() for d in ds), key=lambda d: d.at, reverse=True)
+    state: dict[str, Any] = {
+        "at": now,
+        "state": {"version": snap.version, "stale": live.stale, "error": live.state_error},
+        "weight": snap.weight,
+        "alert": body["alert"],
+        "versions": versions(live, slow, history, now),
+        "flags": [
+            {"name": name, **rule, "routes": list(snap.flag_routes.get(name, ()))}
+            for name, rule in sorted(body["flag_rules"].items())  # type: ignore[attr-defined]
+        ]
+        + [
+            {"name": name, "on": False, "kind": "boolean", "routes": list(routes)}
+            for name, routes in sorted(snap.flag_routes.items())
+            if name not in snap.flag_rules
+        ],
+        "pools": pools(live, slow, now),
+        "servers": [s.to_json() for s in slow.servers],
+        "hosts": [_host(h, now) for h in slow.hosts],
+        "deploys": [_deploy(d) for d in deploys[:20]],
+        "slow_error": slow.error,
+        "slow_at": slow.read_at,
+    }
+    if slow.previews is not None:
+        state["previews"] = [dict(p) for p in slow.previews]
+    return state
