@@ -133,6 +133,16 @@ def _deploy(d: DeployRecord) -> dict[str, Any]:
     }
 
 
+def flags(snap: Snapshot) -> list[dict[str, Any]]:
+    """Every flag with a rule or a route, by name; a flag with routes only is off."""
+    out = []
+    for name in sorted(set(snap.flag_rules) | set(snap.flag_routes)):
+        rule = snap.flag_rules.get(name)
+        body = rule.to_json() if rule is not None else {"on": False, "kind": "boolean"}
+        out.append({"name": name, **body, "routes": list(snap.flag_routes.get(name, ()))})
+    return out
+
+
 def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str, Any]:
     snap = live.snapshot
     body = snap.to_json()
@@ -143,15 +153,7 @@ def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str
         "weight": snap.weight,
         "alert": body["alert"],
         "versions": versions(live, slow, history, now),
-        "flags": [
-            {"name": name, **rule, "routes": list(snap.flag_routes.get(name, ()))}
-            for name, rule in sorted(body["flag_rules"].items())  # type: ignore[attr-defined]
-        ]
-        + [
-            {"name": name, "on": False, "kind": "boolean", "routes": list(routes)}
-            for name, routes in sorted(snap.flag_routes.items())
-            if name not in snap.flag_rules
-        ],
+        "flags": flags(snap),
         "pools": pools(live, slow, now),
         "servers": [s.to_json() for s in slow.servers],
         "hosts": [_host(h, now) for h in slow.hosts],

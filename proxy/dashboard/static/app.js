@@ -9,7 +9,7 @@
   const history = { production: [], staging: [] };
   let current = null;
   // For the browser tests: what was last drawn, and when (this page's clock).
-  const probe = (window.__switchyard = { version: -1, renderedAt: 0, renders: 0 });
+  const probe = (window.__switchyard = { version: -1, renderedAt: 0, changedAt: 0, renders: 0 });
 
   const $ = (id) => document.getElementById(id);
 
@@ -95,13 +95,16 @@
       const bars = document.createElementNS("http://www.w3.org/2000/svg", "svg");
       bars.classList.add("bars");
       const points = history[v.name] || [];
+      // The last hour once there is an hour; until then, since the first point (a minute at least).
+      const first = points.length ? points[0].at : state.at;
+      const span = Math.min(SPAN_S, Math.max(60, state.at - first));
       window.SyCharts.lineChart(
         chart,
         [
           { name: "p50", cls: "p50", points: points.filter((p) => p.n > 0).map((p) => [p.at, p.p50 === null ? null : 1000 * p.p50]) },
           { name: "p99", cls: "p99", points: points.filter((p) => p.n > 0).map((p) => [p.at, p.p99 === null ? null : 1000 * p.p99]) },
         ],
-        { spanS: SPAN_S, now: state.at, unit: " ms", format: (x) => (x >= 10 ? x.toFixed(0) : x.toFixed(1)) }
+        { spanS: span, now: state.at, unit: " ms", format: (x) => (x >= 10 ? x.toFixed(0) : x.toFixed(1)) }
       );
       window.SyCharts.shareBars(bars, v.weight, v.share === null ? null : 100 * v.share);
       return h(
@@ -230,8 +233,9 @@
     renderDeploys(state);
     const s = state.state;
     $("statever").textContent = `state version ${s.version}${s.stale ? " (STALE: " + (s.error || "Redis unreachable") + ")" : ""}${state.slow_error ? "; " + state.slow_error : ""}`;
-    probe.version = s.version;
     probe.renderedAt = Date.now();
+    if (probe.version !== s.version) probe.changedAt = probe.renderedAt;
+    probe.version = s.version;
     probe.renders += 1;
   }
 

@@ -1,0 +1,52 @@
+"""A real browser for the dashboard's tests: Debian's chromium, headless, driven by
+Playwright (pointed at the system browser: these machines cannot download one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        raise AssertionError(f"{CHROMIUM} is missing: install Debian's chromium (tools/system-packages)")
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class WatchedPage:
+    """A page whose console errors and uncaught exceptions are kept, to assert none."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text} at {message.location}")
+
+    def on_error(self, error: Exception) -> None:
+        self.errors.append(f"uncaught: {error}")
+
+
+async def open_page(browser: Browser, url: str) -> WatchedPage:
+    """A fresh tab (its own sessionStorage) at 1280x800, watched from before it loads."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    page = await context.new_page()
+    watched = WatchedPage(page)
+    page.on("console", watched.on_console)
+    page.on("pageerror", watched.on_error)
+    await page.goto(url)
+    return watched
