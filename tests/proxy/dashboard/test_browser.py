@@ -5,6 +5,7 @@ its charts grow with traffic, and a write without the token is refused on the pa
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Callable
 
 import pytest
@@ -175,7 +176,7 @@ async def test_time_from_a_state_change_to_the_page_showing_it(
     page = watched.page
     await live(page)
     timings = []
-    for weight in (55, 20, 75, 40, 65):
+    for weight in (55, 20, 75, 40, 65, 10, 90, 45, 60, 25):
         before = await page.evaluate("Date.now()")
         await dashboard.store.set_weight(weight)
         await shows_weight(page, weight)
@@ -185,7 +186,13 @@ async def test_time_from_a_state_change_to_the_page_showing_it(
     assert done.returncode == 0, done.stderr
     await shows_weight(page, 35)
     cli = await page.evaluate("window.__switchyard.changedAt") - before
-    log.warning("dashboard: state change to page %s ms; through the CLI %s ms", timings, cli)
+    log.warning(
+        "dashboard: state change to page, median %s ms, max %s ms (%s); through the CLI %s ms",
+        statistics.median(timings),
+        max(timings),
+        timings,
+        cli,
+    )
     record_property("state_to_page_ms", timings)
     record_property("cli_to_page_ms", cli)
     assert watched.errors == [], watched.errors
