@@ -32,6 +32,7 @@ class WatchedPage:
 
     page: Page
     errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for
 
     def on_console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -48,5 +49,6 @@ async def open_page(browser: Browser, url: str) -> WatchedPage:
     watched = WatchedPage(page)
     page.on("console", watched.on_console)
     page.on("pageerror", watched.on_error)
+    page.on("request", lambda request: watched.requests.append(request.url))
     await page.goto(url)
     return watched
