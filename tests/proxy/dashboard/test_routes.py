@@ -93,3 +93,24 @@ async def test_stopping_the_proxy_ends_open_streams(routed: Routed, session: aio
         with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
             while True:
                 await stream.next(timeout_s=5)
+
+
+async def test_pages_share_the_feeds_reads_of_redis(routed: Routed, session: aiohttp.ClientSession) -> None:
+    """Six pages opening at once cost one slow read, not six: the deploy history's
+    XREVRANGE (two per read, one per environment) counts them."""
+    proxy, _, store = routed
+    await store.redis.config_resetstat()
+    started = time.monotonic()
+    responses = [await session.get(base(proxy) + "/dashboard/events") for _ in range(6)]
+    try:
+        streams = [EventStream(r) for r in responses]
+        for stream in streams:
+            for _ in range(3):
+                await stream.next()
+        elapsed = time.monotonic() - started
+        stats = await store.redis.info("commandstats")
+        reads = int(stats.get("cmdstat_xrevrange", {}).get("calls", 0)) / 2
+        assert 1 <= reads <= 2 + elapsed / 5.0, (reads, elapsed)
+    finally:
+        for r in responses:
+            r.release()
