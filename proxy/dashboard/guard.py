@@ -35,11 +35,15 @@ PAGE_HEADERS = {
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# OFREP evaluates flags by POST: a read, which changes nothing.
+READ_ONLY_PREFIXES = ("/ofrep/",)
 
 
-def cross_site_write(method: str, origin: str | None, fetch_site: str | None, host: str | None) -> bool:
+def cross_site_write(
+    method: str, path: str, origin: str | None, fetch_site: str | None, host: str | None
+) -> bool:
     """Whether a request is a write that a browser sent from another origin."""
-    if method.upper() in SAFE_METHODS:
+    if method.upper() in SAFE_METHODS or path.startswith(READ_ONLY_PREFIXES):
         return False
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return True

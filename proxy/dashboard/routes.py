@@ -88,7 +88,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 @web.middleware
 async def same_origin_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
     headers = request.headers
-    if cross_site_write(request.method, headers.get("Origin"), headers.get("Sec-Fetch-Site"), request.host):
+    if cross_site_write(
+        request.method, request.path, headers.get("Origin"), headers.get("Sec-Fetch-Site"), request.host
+    ):
         return web.json_response(
             {"error": "cross_site", "message": "changes from another site's page are refused"}, status=403
         )

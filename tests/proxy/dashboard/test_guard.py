@@ -24,7 +24,11 @@ HOST = "127.0.0.1:9090"
     ],
 )
 def test_cross_site_writes(method: str, origin: str | None, fetch_site: str | None, refused: bool) -> None:
-    assert cross_site_write(method, origin, fetch_site, HOST) is refused
+    assert cross_site_write(method, "/alert", origin, fetch_site, HOST) is refused
+
+
+def test_an_ofrep_evaluation_is_a_read_though_it_is_a_post() -> None:
+    assert not cross_site_write("POST", "/ofrep/v1/evaluate/flags", "http://app.example", "cross-site", HOST)
 
 
 def test_the_policy_allows_no_inline_code_and_no_framing() -> None:
