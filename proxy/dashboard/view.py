@@ -83,7 +83,7 @@ def _host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def pools(live: Live, slow: Slow, now: float) -> dict[str, list[dict[str, Any]]]:
+def pools(live: Live, slow: Slow) -> dict[str, list[dict[str, Any]]]:
     by_url = {s.url: s for s in slow.servers if s.url}
     out: dict[str, list[dict[str, Any]]] = {}
     for name in VERSIONS:
@@ -154,7 +154,7 @@ def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str
         "alert": body["alert"],
         "versions": versions(live, slow, history, now),
         "flags": flags(snap),
-        "pools": pools(live, slow, now),
+        "pools": pools(live, slow),
         "servers": [s.to_json() for s in slow.servers],
         "hosts": [_host(h, now) for h in slow.hosts],
         "deploys": [_deploy(d) for d in deploys[:20]],
