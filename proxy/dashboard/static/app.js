@@ -115,7 +115,7 @@
         h("p", { class: "weight" }, "weight set ", h("strong", { id: `weight-${v.name}` }, `${v.weight}%`), ", served ", h("strong", { id: `share-${v.name}` }, v.share === null ? "-" : `${Math.round(100 * v.share)}%`), ` (last minute; ${v.backends} backend${v.backends === 1 ? "" : "s"})`),
         bars,
         h("p", { class: "rates" }, h("strong", { id: `rps-${v.name}` }, v.rps.toFixed(1)), " req/s, ", h("strong", { id: `err-${v.name}` }, pct(v.error_rate, 2)), " 5xx"),
-        h("p", { class: "muted" }, "upstream latency p50 / p99, last hour"),
+        h("p", { class: "muted" }, "upstream latency p50 / p99, the last hour (or since the proxy started)"),
         chart
       );
     });
