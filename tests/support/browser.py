@@ -3,6 +3,7 @@ Playwright (pointed at the system browser: these machines cannot download one)."
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,8 +11,20 @@ from pathlib import Path
 
 from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
 
+from tests.support import ROOT
+
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+# Where a test run's screenshot goes: an ignored path, so `make test` leaves the tree clean.
+# `make screenshot` sets SWITCHYARD_SCREENSHOT=docs/dashboard.png to refresh the README's.
+SCREENSHOT_ENV = "SWITCHYARD_SCREENSHOT"
+DEFAULT_SCREENSHOT = "build/dashboard.png"
+
+
+def screenshot_path() -> Path:
+    """The screenshot's file: $SWITCHYARD_SCREENSHOT (relative to the repository), else build/."""
+    path = Path(os.environ.get(SCREENSHOT_ENV) or DEFAULT_SCREENSHOT)
+    return path if path.is_absolute() else ROOT / path
 
 
 @asynccontextmanager

@@ -12,8 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from state.flagstore import FlagStore
-from tests.support import ROOT
-from tests.support.browser import open_page
+from tests.support.browser import open_page, screenshot_path
 from tests.support.dashboard import TOKEN, Dashboard, show_some_state
 from tests.support.load import Load
 from tests.support.proxy import run_cli
@@ -23,7 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 log = logging.getLogger("tests.dashboard")
 RecordProperty = Callable[[str, object], None]
 
-SCREENSHOT = ROOT / "docs" / "dashboard.png"
 POINTS_ABOVE = "(n) => Number(document.querySelector('#chart-staging').getAttribute('data-points')) > n"
 
 
@@ -159,9 +157,10 @@ async def test_a_chart_grows_when_traffic_flows_and_the_page_is_photographed(
         result = await load.stop()
     assert result.ok > 0 and not result.failures, result.summary()
     assert await chart_points(page, "production") > 0
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 10_000
+    screenshot = screenshot_path()
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000
     assert watched.errors == [], watched.errors
 
 
