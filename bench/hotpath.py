@@ -50,8 +50,8 @@ class State:
     snapshot = Snapshot(version=1, production=(BACKEND,), staging=(BACKEND,), weight=30)
 
 
-async def measure(requests: int) -> float:
-    ctx = ProxyContext(State(), Limits())
+async def measure(requests: int, *, version_stats: bool = True) -> float:
+    ctx = ProxyContext(State(), Limits(version_stats=version_stats))
     client = ClientConnection(ctx)
     client_transport = FakeTransport()
     client.connection_made(client_transport)  # type: ignore[arg-type]
@@ -75,8 +75,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--compare-version-stats",
+        action="store_true",
+        help="time the path with and without the per-version counters, alternating",
+    )
+    parser.add_argument("--without-version-stats", action="store_true", help="with version_stats = false")
     args = parser.parse_args(argv)
-    runs = [asyncio.run(measure(args.requests)) for _ in range(args.repeat)]
+    if args.compare_version_stats:
+        on, off = [], []
+        for _ in range(args.repeat):
+            on.append(asyncio.run(measure(args.requests, version_stats=True)))
+            off.append(asyncio.run(measure(args.requests, version_stats=False)))
+        print(f"best of {args.repeat} x {args.requests:,}, alternating")
+        print(f"with version stats     {min(on) * 1e6:.2f} us per request")
+        print(f"without version stats  {min(off) * 1e6:.2f} us per request")
+        print(f"cost {(min(on) - min(off)) * 1e9:.0f} ns per request, {min(on) / min(off) - 1:+.1%}")
+        return 0
+    stats = not args.without_version_stats
+    runs = [asyncio.run(measure(args.requests, version_stats=stats)) for _ in range(args.repeat)]
     print(f"{min(runs) * 1e6:.2f} us per request (best of {args.repeat} x {args.requests:,})")
     return 0
 

@@ -23,7 +23,9 @@ from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
-from state import KeySpace, StateError, StateStore, connect
+from proxy.statscli import mount_version_stats
+from proxy.statsflush import ReleaseCollector, StatsFlusher
+from state import KeySpace, StateError, StateStore, VersionStatsStore, connect
 from state.tasks import stop_tasks
 
 log = logging.getLogger("proxy")
@@ -53,6 +55,10 @@ class ProxyApp:
             Limits.from_config(config),
             control=disable_handler(self.store, config.admin_token),
         )
+        self.version_stats = VersionStatsStore(
+            self.redis, keys, bucket_s=config.stats_bucket_s, retention_s=config.stats_retention_s
+        )
+        self.flusher = StatsFlusher(self.version_stats, self.ctx.version_counters, self.instance_id)
         self.registry = CollectorRegistry()
         self.registry.register(
             StatsCollector(
@@ -64,6 +70,8 @@ class ProxyApp:
                 state_restores=lambda: self.snapshots.restores,
             )
         )
+        if config.version_stats:
+            self.registry.register(ReleaseCollector(self.flusher))
         self.server: asyncio.Server | None = None
         self.admin_runner: web.AppRunner | None = None
         self.port = 0
@@ -71,6 +79,7 @@ class ProxyApp:
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None
         self._started = time.time()
         self._stopped = False
 
@@ -96,6 +105,7 @@ class ProxyApp:
         admin = build_admin(self.store, self.snapshots, self.ctx.stats, self.registry, cfg.admin_token)
         mount_ofrep(admin, self.snapshots, cfg.flags_key)
         mount_dashboard(admin, self.ctx.balancer.outstanding)
+        mount_version_stats(admin, self.store, self.version_stats)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
@@ -106,6 +116,8 @@ class ProxyApp:
         await web.SockSite(self.admin_runner, sock).start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self._sweeper = asyncio.create_task(self.ctx.sweep_forever(), name="timeouts")
+        if cfg.version_stats:
+            self._flush = asyncio.create_task(self.flusher.run(), name="version-stats")
         if cfg.health_check_interval_s > 0:
             self._checker = asyncio.create_task(
                 check_forever(
@@ -143,7 +155,9 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
-        await stop_tasks((self._heartbeat, self._sweeper, self._checker), 5.0)
+        await stop_tasks((self._heartbeat, self._sweeper, self._checker, self._flush), 5.0)
+        if self._flush is not None:
+            await self.flusher.final_flush()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.snapshots.stop()

@@ -1,10 +1,8 @@
-"""What `python -m proxy pool | weight | flag | alert | state | status | audit` do, for cli.py.
+"""What `python -m proxy pool | weight | flag | alert | state | status | audit | stats` do, for cli.py.
 
-Each steers every running proxy through Redis (one `StateStore` write, which running
-proxies pick up from pub/sub), or reads the state back, prints for a person and
-returns the exit code. Input is validated before Redis is touched: bad input changes
-nothing.
-"""
+Each steers every running proxy through Redis (a `StateStore` write they hear of by pub/sub) or
+reads the state back, prints and returns the exit code. Input is checked before Redis is touched:
+bad input changes nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from typing import Any
 from proxy.config import ProxyConfig
 from proxy.flagapi import flag_state, rule_text
 from proxy.flagcli import Op, add_flag_arguments, flag_op
+from proxy.statscli import add_stats_parser, stats_op
 from settings import redact_url
 from state import (
     POOLS,
@@ -93,15 +92,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     audit = sub.add_parser("audit", parents=[common], help="recent changes")
     audit.add_argument("--limit", type=int, default=20)
     audit.add_argument("--json", action="store_true")
+    add_stats_parser(sub, common)
 
 
 def run(args: argparse.Namespace, config: ProxyConfig) -> int:
     """Run the operator command `args.command` against `config`'s Redis."""
     build = _COMMANDS.get(args.command)
-    if build is None:
+    if build is None and args.command != "stats":
         raise CliError(f"unknown command {args.command}", EXIT_BAD_INPUT)
-    # build() validates before Redis is touched: bad input must change nothing.
-    return asyncio.run(_with_store(config, build(args)))
+    # build() validates before Redis is touched: bad input must change nothing. (stats reads settings too)
+    op = stats_op(args, config) if build is None else build(args)
+    return asyncio.run(_with_store(config, op))
 
 
 def _pool(args: argparse.Namespace) -> Op:

@@ -9,11 +9,14 @@ whose outcome lands in the next one.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from proxy.analysis.histogram import BUCKETS, EMPTY, Histogram, bucket_index
+from proxy.analysis.histogram import BUCKETS, EDGES_S, EMPTY, Histogram
+
+_bisect_right = bisect.bisect_right
 
 UpstreamError = Literal["connect", "reset", "timeout"]
 UPSTREAM_ERRORS: tuple[UpstreamError, ...] = ("connect", "reset", "timeout")
@@ -109,7 +112,13 @@ class VersionCounter:
     def response(self, status: int, latency_s: float) -> None:
         klass = status // 100
         self.responses[klass if 0 < klass < 6 else 0] += 1
-        self.latency[bucket_index(latency_s)] += 1
+        # bucket_index, inlined: one Python call fewer per request (bench/hotpath.py)
+        self.latency[_bisect_right(EDGES_S, latency_s)] += 1
+
+    def answered(self, status: int) -> None:
+        """A response with no latency to record (it came before the request was all sent)."""
+        klass = status // 100
+        self.responses[klass if 0 < klass < 6 else 0] += 1
 
     def upstream_error(self, kind: UpstreamError) -> None:
         self.upstream_errors[UPSTREAM_ERRORS.index(kind)] += 1
