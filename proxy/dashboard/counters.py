@@ -1,28 +1,44 @@
-"""Where the dashboard reads per-version counters: the one place to change when the
-per-version stats (`GET /stats/versions`) land. Today: this proxy's own `Stats`."""
+"""Where the dashboard reads per-version counters: the buckets every proxy adds its
+counts into once a second (state/versionstats.py, the same `GET /stats/versions` and
+`proxy stats` read), so the page covers every proxy and outlives a restart.
+
+The feed calls `read` at most once a second, for all its pages: the whole hour on the
+first call and once a minute, else only the last buckets, where counts still land."""
 
 from __future__ import annotations
 
-from proxy.dashboard.series import Counters
-from proxy.stats import LATENCY_BUCKETS_S, Stats
-from state import POOLS
+from proxy.dashboard.series import HOUR_S, Hour
+from state import POOLS, VersionStatsStore
 
-# The versions shown; answers the proxy gave itself (no backend) count as "proxy", not shown.
+# The versions shown; answers the proxy gave itself (no backend) are not counted.
 VERSIONS = POOLS
+# A proxy adds its counts a second or so after taking them: each read goes back this far.
+LATE_S = 20.0
+# A proxy that could not reach Redis adds its held counts later, into older buckets:
+# the whole hour is read again this often to show them.
+FULL_EVERY_S = 60.0
 
 
-def read_counters(stats: Stats) -> dict[str, Counters]:
-    """Each routed version's counters since this proxy started (memory only, no I/O)."""
-    out: dict[str, Counters] = {}
-    for version in VERSIONS:
-        by_class = stats.by_class.get(version)
-        if by_class is None:
-            continue
-        latency = stats.latency_counts.get(version)
-        out[version] = Counters(
-            requests=sum(by_class),
-            errors=by_class[5],
-            bounds=LATENCY_BUCKETS_S,
-            latency=tuple(latency) if latency is not None else (0,) * (len(LATENCY_BUCKETS_S) + 1),
-        )
-    return out
+def hour_for(stats: VersionStatsStore) -> Hour:
+    """An hour of `stats`' buckets, or all it keeps if that is less."""
+    return Hour(stats.bucket_s, min(HOUR_S, float(stats.retention_s)))
+
+
+class CountReader:
+    def __init__(self, stats: VersionStatsStore, full_every_s: float = FULL_EVERY_S) -> None:
+        self.stats = stats
+        self.full_every_s = full_every_s
+        self.reads = 0
+        self._read_at = float("inf")  # none yet: the first read is the whole hour
+        self._full_at = float("-inf")
+
+    async def read(self, hour: Hour, now: float) -> set[int]:
+        """Read the buckets into `hour`; returns those that changed."""
+        since = min(self._read_at, now) - max(LATE_S, 2.0 * self.stats.bucket_s)
+        full = now - self._full_at >= self.full_every_s or now - since >= hour.span_s
+        span = await self.stats.read(now - hour.span_s if full else since, now)
+        self.reads += 1
+        self._read_at = now
+        if full:
+            self._full_at = now
+        return hour.update(span, now)

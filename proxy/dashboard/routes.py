@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy.admin import SNAPSHOTS, STATS, STORE, Handler
 from proxy.dashboard.feed import Feed
 from proxy.dashboard.guard import PAGE_HEADERS, cross_site_write
+from state import VersionStatsStore
 
 log = logging.getLogger("proxy.dashboard")
 
@@ -97,9 +98,10 @@ async def same_origin_writes(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-def mount_dashboard(app: web.Application, inflight: Mapping[str, int]) -> Feed:
-    """Add the page to the admin app; `inflight` is the balancer's requests per backend."""
-    feed = Feed(app[STORE], app[SNAPSHOTS], app[STATS], inflight)
+def mount_dashboard(app: web.Application, inflight: Mapping[str, int], counts: VersionStatsStore) -> Feed:
+    """Add the page to the admin app; `inflight` is the balancer's requests per backend,
+    `counts` the per-version stats every proxy adds into."""
+    feed = Feed(app[STORE], app[SNAPSHOTS], app[STATS], inflight, counts)
     app[FEED] = feed
     app[FILES] = _load_files()
     app.middlewares.append(same_origin_writes)

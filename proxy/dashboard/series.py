@@ -1,31 +1,30 @@
-"""The dashboard's hour of per-version points, pure: cumulative counters in, one point per
-step out (req/s, 5xx rate, p50, p99). No I/O, no clock: the caller passes the time."""
+"""The dashboard's hour of per-version points, pure: the buckets every proxy adds its
+counts into (state/versionstats.py) in, one point per bucket and version out (req/s,
+5xx rate, p50, p99). No I/O, no clock: the caller passes the time."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from proxy.analysis import VersionWindow
+from proxy.analysis.counts import CountsError
+from proxy.versionstats import from_flat
+from state import StatsSpan
+from state.model import PoolName
 
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """One version's counters since the proxy started: they only grow (or reset to zero
-    when a source restarts). `latency[i]` counts answers at or below `bounds[i]`'s bucket;
-    the last entry counts those above every bound."""
+HOUR_S = 3600.0
 
-    requests: int = 0
-    errors: int = 0  # 5xx answers
-    bounds: tuple[float, ...] = ()
-    latency: tuple[int, ...] = ()
+# (pool, release) -> counter name -> count: one bucket, as state/ reads it
+BucketCounts = Mapping[tuple[PoolName, str], Mapping[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    at: float
+    at: float  # the bucket's start
     requests: int
     rps: float
-    error_rate: float | None  # None: no answers in the step
+    error_rate: float | None  # 5xx among the answers; None: no answers
     p50_s: float | None
     p99_s: float | None
 
@@ -40,87 +39,85 @@ class Point:
         }
 
 
-def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
-    """The q-quantile of a bucketed distribution, interpolated within its bucket; the
-    overflow bucket reads as the last bound (a floor, as Prometheus does)."""
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for index, n in enumerate(counts):
-        if n and seen + n >= rank:
-            if index >= len(bounds):
-                return bounds[-1] if bounds else None
-            low = 0.0 if index == 0 else bounds[index - 1]
-            return low + (bounds[index] - low) * (rank - seen) / n
-        seen += n
-    return bounds[-1] if bounds else None
-
-
-def delta(now: Counters, before: Counters | None) -> Counters:
-    """What happened between two readings; a reading that went down is a restart."""
-    if before is None or now.requests < before.requests or now.bounds != before.bounds:
-        return now
-    latency = tuple(max(a - b, 0) for a, b in zip(now.latency, before.latency, strict=False))
-    return Counters(now.requests - before.requests, max(now.errors - before.errors, 0), now.bounds, latency)
-
-
-def point(at: float, step_s: float, window: Counters) -> Point:
+def point(at: float, seconds: float, window: VersionWindow) -> Point:
+    answered = sum(window.responses)
     return Point(
         at=at,
         requests=window.requests,
-        rps=window.requests / step_s if step_s > 0 else 0.0,
-        error_rate=window.errors / window.requests if window.requests else None,
-        p50_s=quantile(window.bounds, window.latency, 0.50),
-        p99_s=quantile(window.bounds, window.latency, 0.99),
+        rps=window.requests / seconds if seconds > 0 else 0.0,
+        error_rate=window.responses[4] / answered if answered else None,
+        p50_s=window.latency.quantile(0.50),
+        p99_s=window.latency.quantile(0.99),
     )
 
 
-class History:
-    """An hour (by default) of points per version, one every `step_s`.
-
-    A version gets a point for each step once it has counters; a step without
-    traffic is a point with zero requests and no latency, so a chart shows the gap.
-    """
-
-    def __init__(self, step_s: float = 5.0, span_s: float = 3600.0) -> None:
-        self.step_s = step_s
-        self.size = max(int(span_s / step_s), 1)
-        self.points: dict[str, deque[Point]] = {}
-        self._start: dict[str, Counters] = {}
-        self._step_at: float | None = None
-
-    def add(self, at: float, readings: Mapping[str, Counters]) -> dict[str, Point]:
-        """Record a reading; returns the points a step closed by it (empty mid-step)."""
-        if self._step_at is None:
-            self._step_at = at
-            self._start = dict(readings)
-            return {}
-        elapsed = at - self._step_at
-        if elapsed < self.step_s:
-            return {}
-        closed = {}
-        for version, now in readings.items():
-            closed[version] = point(at, elapsed, delta(now, self._start.get(version)))
-            self.points.setdefault(version, deque(maxlen=self.size)).append(closed[version])
-        self._step_at = at
-        self._start = dict(readings)
-        return closed
-
-    def to_json(self) -> dict[str, list[dict[str, object]]]:
-        return {version: [p.to_json() for p in points] for version, points in sorted(self.points.items())}
-
-    def recent(self, version: str, span_s: float) -> list[Point]:
-        points = self.points.get(version)
-        if not points:
-            return []
-        since = points[-1].at - span_s
-        return [p for p in points if p.at > since]
+def pool_window(counts: BucketCounts, pool: PoolName) -> VersionWindow | None:
+    """What `pool` served in one bucket, every release summed (a chart spans deploys);
+    None if it served nothing there."""
+    total: VersionWindow | None = None
+    for (p, _), flat in counts.items():
+        if p != pool:
+            continue
+        try:
+            window = from_flat(flat)
+        except CountsError:
+            continue  # a field written by hand that does not parse
+        total = window if total is None else total + window
+    return total
 
 
-def served_share(history: History, versions: Sequence[str], span_s: float = 60.0) -> dict[str, float | None]:
-    """Each version's share of the answers over the last `span_s` (None: no traffic)."""
-    totals = {v: sum(p.requests for p in history.recent(v, span_s)) for v in versions}
-    whole = sum(totals.values())
-    return {v: (n / whole if whole else None) for v, n in totals.items()}
+class Hour:
+    """The last hour (by default) of buckets, as read from Redis: a read replaces every
+    bucket it covered, so counts added late by any proxy show once read again."""
+
+    def __init__(self, bucket_s: int, span_s: float = HOUR_S) -> None:
+        self.bucket_s = bucket_s
+        self.span_s = span_s
+        self.buckets: dict[int, BucketCounts] = {}
+
+    def update(self, span: StatsSpan, now: float) -> set[int]:
+        """Take a read; returns the buckets whose counts changed (added, grown or gone)."""
+        changed = set()
+        for bucket in range(span.start, span.end, span.bucket_s):
+            new = span.buckets.get(bucket)
+            if new is None:
+                if self.buckets.pop(bucket, None) is not None:
+                    changed.add(bucket)
+            elif self.buckets.get(bucket) != new:
+                self.buckets[bucket] = new
+                changed.add(bucket)
+        oldest = now - self.span_s - self.bucket_s
+        for bucket in [b for b in self.buckets if b < oldest]:
+            del self.buckets[bucket]
+        return changed
+
+    def seconds(self, bucket: int, now: float) -> float:
+        """How much of a bucket has passed: all of it, but for the one `now` is in."""
+        return min(max(now - bucket, 1.0), float(self.bucket_s))
+
+    def points(self, pool: PoolName, now: float, buckets: Iterable[int] | None = None) -> list[Point]:
+        """The pool's points, oldest first: every bucket it served in, or, given `buckets`,
+        each of those (an empty point where it served nothing, so a page drops what it had)."""
+        out = []
+        for bucket in sorted(self.buckets if buckets is None else buckets):
+            window = pool_window(self.buckets.get(bucket, {}), pool)
+            if window is None and buckets is None:
+                continue
+            out.append(point(float(bucket), self.seconds(bucket, now), window or VersionWindow()))
+        return out
+
+    def span(self, start: float, end: float) -> StatsSpan:
+        """The buckets over [start, end), widened to whole buckets, as a read would give."""
+        first = int(start // self.bucket_s) * self.bucket_s
+        last = int(end // self.bucket_s) * self.bucket_s
+        buckets = {b: c for b, c in self.buckets.items() if first <= b <= last}
+        return StatsSpan(first, last + self.bucket_s, self.bucket_s, buckets)
+
+    def rate(self, pool: PoolName, now: float, span_s: float) -> float:
+        """The pool's requests a second over the whole buckets reaching `span_s` back, up to
+        now (every release: the rate served, whichever it was)."""
+        span = self.span(now - span_s, now)
+        windows = (pool_window(counts, pool) for counts in span.buckets.values())
+        requests = sum(w.requests for w in windows if w is not None)
+        seconds = now - span.start
+        return requests / seconds if seconds > 0 else 0.0

@@ -9,8 +9,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.dashboard.counters import VERSIONS
-from proxy.dashboard.series import History, served_share
-from state import DeployRecord, HostSample, ServerRecord, Snapshot
+from proxy.dashboard.series import Hour
+from proxy.statsreport import report
+from proxy.versionstats import VersionWindows, latest_release, window_of
+from state import UNKNOWN_RELEASE, DeployRecord, HostSample, ServerRecord, Snapshot
+
+# The versions' served share and 5xx rate are over the last minute of buckets; req/s over
+# the last 10 s (two buckets at least), to be the rate now.
+RECENT_S = 60
+RATE_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,26 +60,56 @@ def _last_good(deploys: Sequence[DeployRecord]) -> DeployRecord | None:
     return next((d for d in deploys if d.result == "succeeded" and d.sha), None)
 
 
-def versions(live: Live, slow: Slow, history: History, now: float) -> list[dict[str, Any]]:
+def recent_windows(hour: Hour, now: float) -> VersionWindows:
+    """The last minute, as `proxy stats --window 60` reads it: per version, the release
+    it served last and that release's counts only."""
+    span = hour.span(now - RECENT_S, now)
+    chosen = {pool: latest_release(span, pool) or UNKNOWN_RELEASE for pool in VERSIONS}
+    return VersionWindows(
+        production=window_of(span, "production", chosen["production"]),
+        staging=window_of(span, "staging", chosen["staging"]),
+        production_release=chosen["production"],
+        staging_release=chosen["staging"],
+        start=float(span.start),
+        end=float(span.end),
+    )
+
+
+def _release(counted: str, deploys: Sequence[DeployRecord]) -> tuple[str | None, DeployRecord | None]:
+    """The sha to show and its deploy: the one counted, else (idle, or counted before the
+    proxy knew it) the last good deploy's."""
+    if counted != UNKNOWN_RELEASE:
+        return counted, next((d for d in deploys if d.result == "succeeded" and d.sha == counted), None)
+    good = _last_good(deploys)
+    return (good.sha if good else None), good
+
+
+def versions(live: Live, slow: Slow, hour: Hour, now: float) -> list[dict[str, Any]]:
     weights = set_weights(live.snapshot)
-    shares = served_share(history, VERSIONS)
+    body = report(
+        recent_windows(hour, now),
+        weight=live.snapshot.weight,
+        effective_weight=weights["staging"],
+        requested_s=RECENT_S,
+        now=now,
+    )
     out = []
     for name in VERSIONS:
-        release = _last_good(slow.deploys.get(name, ()))
-        recent = history.recent(name, 10.0)
-        answered = sum(p.requests for p in recent)
-        span = max(len(recent) * history.step_s, history.step_s)
-        errors = sum((p.error_rate or 0.0) * p.requests for p in recent)
+        stats = body["versions"][name]
+        sha, deploy = _release(stats["release"], slow.deploys.get(name, ()))
+        share, fivexx = stats["share"], stats["5xx_rate"]
         out.append(
             {
                 "name": name,
-                "sha": release.sha if release else None,
-                "deployed_at": release.at if release else None,
-                "age_s": round(now - release.at, 1) if release else None,
+                "sha": sha,
+                "deployed_at": deploy.at if deploy else None,
+                "age_s": round(now - deploy.at, 1) if deploy else None,
                 "weight": weights[name],
-                "share": shares[name],
-                "rps": round(answered / span, 3),
-                "error_rate": errors / answered if answered else None,
+                "share": share["value"],
+                "share_interval": None if share["low"] is None else [share["low"], share["high"]],
+                "rps": round(hour.rate(name, now, max(RATE_S, 2 * hour.bucket_s)), 3),
+                "error_rate": fivexx["value"],
+                "answered": fivexx["samples"],
                 "backends": len(live.snapshot.pool(name)),
             }
         )
@@ -143,7 +180,7 @@ def flags(snap: Snapshot) -> list[dict[str, Any]]:
     return out
 
 
-def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str, Any]:
+def page_state(live: Live, slow: Slow, hour: Hour, now: float) -> dict[str, Any]:
     snap = live.snapshot
     body = snap.to_json()
     deploys = sorted((d for ds in slow.deploys.values() for d in ds), key=lambda d: d.at, reverse=True)
@@ -152,7 +189,8 @@ def page_state(live: Live, slow: Slow, history: History, now: float) -> dict[str
         "state": {"version": snap.version, "stale": live.stale, "error": live.state_error},
         "weight": snap.weight,
         "alert": body["alert"],
-        "versions": versions(live, slow, history, now),
+        "versions": versions(live, slow, hour, now),
+        "bucket_s": hour.bucket_s,
         "flags": flags(snap),
         "pools": pools(live, slow),
         "servers": [s.to_json() for s in slow.servers],

@@ -25,6 +25,7 @@ from tests.support.backends import Backend
 from tests.support.proxy import ProxyProcess
 
 TOKEN = "dash-s3cret"  # noqa: S105  (the test deployment's admin token, not a real secret)
+BUCKET_S = 2  # the test deployment's stats_bucket_s
 
 
 @dataclass

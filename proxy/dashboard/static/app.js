@@ -112,10 +112,10 @@
         { class: `version ${v.name}`, id: `version-${v.name}` },
         h("h3", {}, v.name),
         h("p", {}, h("code", { class: "sha" }, short(v.sha)), v.age_s === null ? " no deploy recorded" : ` deployed ${ago(v.age_s)} ago`),
-        h("p", { class: "weight" }, "weight set ", h("strong", { id: `weight-${v.name}` }, `${v.weight}%`), ", served ", h("strong", { id: `share-${v.name}` }, v.share === null ? "-" : `${Math.round(100 * v.share)}%`), ` (last minute; ${v.backends} backend${v.backends === 1 ? "" : "s"})`),
+        h("p", { class: "weight" }, "weight set ", h("strong", { id: `weight-${v.name}` }, `${v.weight}%`), ", served ", h("strong", { id: `share-${v.name}` }, v.share === null ? "-" : `${Math.round(100 * v.share)}%`), h("span", { class: "muted", title: "95% interval" }, v.share_interval ? ` [${Math.round(100 * v.share_interval[0])}-${Math.round(100 * v.share_interval[1])}%]` : ""), ` (last minute, every proxy; ${v.backends} backend${v.backends === 1 ? "" : "s"})`),
         bars,
-        h("p", { class: "rates" }, h("strong", { id: `rps-${v.name}` }, v.rps.toFixed(1)), " req/s, ", h("strong", { id: `err-${v.name}` }, pct(v.error_rate, 2)), " 5xx"),
-        h("p", { class: "muted" }, "upstream latency p50 / p99, the last hour (or since the proxy started)"),
+        h("p", { class: "rates" }, h("strong", { id: `rps-${v.name}` }, v.rps.toFixed(1)), " req/s, ", h("strong", { id: `err-${v.name}` }, pct(v.error_rate, 2)), " 5xx", h("span", { class: "muted" }, ` of ${v.answered}`)),
+        h("p", { class: "muted" }, `upstream latency p50 / p99, the last hour, every proxy (a point per ${state.bucket_s} s)`),
         chart
       );
     });
@@ -232,18 +232,20 @@
     renderHosts(state);
     renderDeploys(state);
     const s = state.state;
-    $("statever").textContent = `state version ${s.version}${s.stale ? " (STALE: " + (s.error || "Redis unreachable") + ")" : ""}${state.slow_error ? "; " + state.slow_error : ""}`;
+    $("statever").textContent = `state version ${s.version}${s.stale ? " (STALE: " + (s.error || "Redis unreachable") + ")" : ""}${state.slow_error ? "; " + state.slow_error : ""}${state.counts_error ? "; " + state.counts_error : ""}`;
     probe.renderedAt = Date.now();
     if (probe.version !== s.version) probe.changedAt = probe.renderedAt;
     probe.version = s.version;
     probe.renders += 1;
   }
 
-  function addTail(tail) {
-    for (const [version, p] of Object.entries(tail || {})) {
-      const list = (history[version] = history[version] || []);
-      if (!list.length || list[list.length - 1].at < p.at) list.push(p);
-      while (list.length && list[0].at < p.at - SPAN_S) list.shift();
+  // The buckets read anew: each point replaces the one of its bucket (counts land late).
+  function addTail(tail, now) {
+    for (const [version, points] of Object.entries(tail || {})) {
+      if (!points.length) continue;
+      const byAt = new Map((history[version] || []).map((p) => [p.at, p]));
+      for (const p of points) byAt.set(p.at, p);
+      history[version] = [...byAt.values()].filter((p) => p.at >= now - SPAN_S).sort((a, b) => a.at - b.at);
     }
   }
 
@@ -266,7 +268,7 @@
     });
     source.addEventListener("state", (e) => {
       const state = JSON.parse(e.data);
-      addTail(state.tail);
+      addTail(state.tail, state.at);
       render(state);
     });
   }

@@ -12,7 +12,7 @@ from playwright.async_api import Browser
 from state import StateStore
 from tests.support.backends import Backend
 from tests.support.browser import chromium
-from tests.support.dashboard import TOKEN, Dashboard
+from tests.support.dashboard import BUCKET_S, TOKEN, Dashboard
 from tests.support.proxy import ProxyProcess
 from tests.support.wait import eventually
 
@@ -26,7 +26,8 @@ async def dashboard(
     await store.add_backend("production", backends["production"].url)
     await store.add_backend("staging", backends["staging"].url)
     await store.set_weight(100)
-    proc = proxy_process(env={"PROXY_ADMIN_TOKEN": TOKEN})
+    # 2 s buckets: the chart's points come five times as fast as in production.
+    proc = proxy_process(env={"PROXY_ADMIN_TOKEN": TOKEN, "PROXY_STATS_BUCKET_S": str(BUCKET_S)})
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         dash = Dashboard(proc, store, backends, session)
 

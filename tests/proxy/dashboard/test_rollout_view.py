@@ -21,7 +21,7 @@ from proxy.auth import authorize, bearer
 from proxy.dashboard import mount_dashboard
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import Stats
-from state import KeySpace, StateStore, connect
+from state import KeySpace, StateStore, VersionStatsStore, connect
 from tests.support.browser import open_page
 from tests.support.dashboard import TOKEN
 from tests.support.wait import eventually
@@ -88,7 +88,7 @@ async def admin_with_rollouts(
 
     app.router.add_get("/rollout", get_rollout)
     app.router.add_post("/rollout/{action}", act)
-    mount_dashboard(app, {})
+    mount_dashboard(app, {}, VersionStatsStore(clients[0], keys))
     server = await aiohttp_server(app, access_log=None)
     yield f"http://127.0.0.1:{server.port}/", record
     await server.close()

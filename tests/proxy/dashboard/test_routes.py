@@ -1,6 +1,6 @@
 """The dashboard on an in-process proxy: the page and its headers, the event stream
-(state on change, slow reads, nothing a reader may not see), cross-site writes refused,
-and a stop that does not wait on open streams."""
+(state on change, slow reads, nothing a reader may not see), the counts of every proxy
+from Redis, cross-site writes refused, and a stop that does not wait on open streams."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ import aiohttp
 import pytest
 
 from proxy.app import ProxyApp
-from state import ServerRecord, ServerRegistry, StateStore
+from proxy.dashboard.routes import FEED
+from proxy.versionstats import read_window
+from state import ServerRecord, ServerRegistry, StateStore, VersionStatsStore
 from tests.support.backends import Backend
 from tests.support.dashboard import EventStream
+from tests.support.proxy import proxy_config
+from tests.support.wait import eventually
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
 
@@ -97,8 +101,11 @@ async def test_stopping_the_proxy_ends_open_streams(routed: Routed, session: aio
 
 async def test_pages_share_the_feeds_reads_of_redis(routed: Routed, session: aiohttp.ClientSession) -> None:
     """Six pages opening at once cost one slow read, not six: the deploy history's
-    XREVRANGE (two per read, one per environment) counts them."""
+    XREVRANGE (two per read, one per environment) counts them; and one read of the
+    counts' hour (an HGETALL a bucket), then one short read a second."""
     proxy, _, store = routed
+    assert proxy.admin_runner is not None
+    feed = proxy.admin_runner.app[FEED]
     await store.redis.config_resetstat()
     started = time.monotonic()
     responses = [await session.get(base(proxy) + "/dashboard/events") for _ in range(6)]
@@ -111,6 +118,48 @@ async def test_pages_share_the_feeds_reads_of_redis(routed: Routed, session: aio
         stats = await store.redis.info("commandstats")
         reads = int(stats.get("cmdstat_xrevrange", {}).get("calls", 0)) / 2
         assert 1 <= reads <= 2 + elapsed / 5.0, (reads, elapsed)
+        assert 1 <= feed.counts.reads <= 1 + elapsed / feed.tick_s, (feed.counts.reads, elapsed)
+        hour_buckets = 3600 // feed.hour.bucket_s + 1
+        # Six pages reading the hour each would be six times this.
+        assert int(stats.get("cmdstat_hgetall", {}).get("calls", 0)) < 2 * hour_buckets, stats
     finally:
         for r in responses:
             r.release()
+
+
+async def test_the_counts_cover_every_proxy_and_outlive_a_restart(
+    routed: Routed, session: aiohttp.ClientSession, redis_url: str
+) -> None:
+    """Requests through one proxy show on another that served none of them and has just
+    started (as after a restart): the charts and rates are the buckets in Redis."""
+    proxy, _, store = routed
+    for _ in range(20):
+        async with session.get(f"http://127.0.0.1:{proxy.port}/") as r:
+            assert r.status == 200
+    stats = VersionStatsStore(store.redis, store.keys)
+
+    async def all_counted() -> bool:
+        now = time.time()
+        window = await read_window(stats, now - 120, now + 1)
+        return window.production.requests + window.staging.requests == 20
+
+    await eventually(all_counted, 10, "the first proxy's 20 requests in Redis")
+    fresh = ProxyApp(proxy_config(redis_url))
+    await fresh.start()
+    try:
+        async with session.get(base(fresh) + "/dashboard/events") as r:
+            stream = EventStream(r)
+            _, hello = await stream.next()
+            assert hello["history"] == {"production": [], "staging": []}  # nothing read yet
+            state = await stream.until(lambda s: _charted(s) == 20)
+        versions = state["versions"]
+        assert isinstance(versions, list)
+        assert sum(v["rps"] for v in versions) > 0 and fresh.ctx.stats.requests == {}
+    finally:
+        await fresh.stop()
+
+
+def _charted(state: dict[str, object]) -> int:
+    tail = state["tail"]
+    assert isinstance(tail, dict)
+    return sum(p["n"] for points in tail.values() for p in points)
