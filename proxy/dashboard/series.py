@@ -74,6 +74,8 @@ class Hour:
         self.bucket_s = bucket_s
         self.span_s = span_s
         self.buckets: dict[int, BucketCounts] = {}
+        # Each bucket's points, kept until a read changes it: a page opening asks for all.
+        self._points: dict[tuple[int, PoolName], Point | None] = {}
 
     def update(self, span: StatsSpan, now: float) -> set[int]:
         """Take a read; returns the buckets whose counts changed (added, grown or gone)."""
@@ -89,6 +91,8 @@ class Hour:
         oldest = now - self.span_s - self.bucket_s
         for bucket in [b for b in self.buckets if b < oldest]:
             del self.buckets[bucket]
+        for key in [k for k in self._points if k[0] in changed or k[0] < oldest]:
+            del self._points[key]
         return changed
 
     def seconds(self, bucket: int, now: float) -> float:
@@ -100,11 +104,21 @@ class Hour:
         each of those (an empty point where it served nothing, so a page drops what it had)."""
         out = []
         for bucket in sorted(self.buckets if buckets is None else buckets):
-            window = pool_window(self.buckets.get(bucket, {}), pool)
-            if window is None and buckets is None:
+            found = self._point(bucket, pool, now)
+            if found is None and buckets is None:
                 continue
-            out.append(point(float(bucket), self.seconds(bucket, now), window or VersionWindow()))
+            out.append(found or point(float(bucket), self.bucket_s, VersionWindow()))
         return out
+
+    def _point(self, bucket: int, pool: PoolName, now: float) -> Point | None:
+        if now < bucket + self.bucket_s:  # in progress: its rate is over the part passed
+            window = pool_window(self.buckets.get(bucket, {}), pool)
+            return None if window is None else point(float(bucket), self.seconds(bucket, now), window)
+        key = (bucket, pool)
+        if key not in self._points:
+            window = pool_window(self.buckets.get(bucket, {}), pool)
+            self._points[key] = None if window is None else point(float(bucket), self.bucket_s, window)
+        return self._points[key]
 
     def span(self, start: float, end: float) -> StatsSpan:
         """The buckets over [start, end), widened to whole buckets, as a read would give."""

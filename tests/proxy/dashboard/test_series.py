@@ -83,3 +83,12 @@ def test_the_rate_is_over_the_whole_buckets_reaching_back_up_to_now() -> None:
     hour.update(span(970, 1010, counts), now=1005.0)
     assert hour.rate("staging", now=1005.0, span_s=20.0) == pytest.approx(45 / 25)  # 980 .. 1005
     assert hour.rate("production", now=1005.0, span_s=20.0) == 0.0
+
+
+def test_a_bucket_that_grows_after_it_ended_shows_its_new_counts() -> None:
+    hour = Hour(BUCKET_S)
+    hour.update(span(1000, 1010, {1000: {("staging", "a"): flat(3)}}), now=1030.0)
+    assert [p.requests for p in hour.points("staging", now=1030.0)] == [3]
+    # A proxy that was cut off from Redis adds its held counts late.
+    assert hour.update(span(1000, 1010, {1000: {("staging", "a"): flat(7)}}), now=1031.0) == {1000}
+    assert [(p.requests, p.rps) for p in hour.points("staging", now=1031.0)] == [(7, 0.7)]
