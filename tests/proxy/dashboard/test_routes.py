@@ -18,6 +18,7 @@ from state import ServerRecord, ServerRegistry, StateStore, VersionStatsStore
 from tests.support.backends import Backend
 from tests.support.dashboard import EventStream
 from tests.support.proxy import proxy_config
+from tests.support.redis_server import RedisServer
 from tests.support.wait import eventually
 
 Routed = tuple[ProxyApp, dict[str, Backend], StateStore]
@@ -163,3 +164,23 @@ def _charted(state: dict[str, object]) -> int:
     tail = state["tail"]
     assert isinstance(tail, dict)
     return sum(p["n"] for points in tail.values() for p in points)
+
+
+async def test_with_redis_away_the_page_stays_live_and_says_the_counts_are_not_read(
+    own_redis: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    proxy = ProxyApp(proxy_config(own_redis.url))
+    await proxy.start()
+    try:
+        async with session.get(base(proxy) + "/dashboard/events") as r:
+            stream = EventStream(r)
+            await stream.next()
+            await stream.until(lambda s: s["counts_error"] is None)
+            own_redis.stop()
+            state = await stream.until(lambda s: s["counts_error"] is not None, timeout_s=15)
+            assert state["counts_error"] == "the counts could not be read from Redis: see the proxy's log"
+            await stream.next()  # still a state a second: the page stays live
+            await asyncio.to_thread(own_redis.start)
+            await stream.until(lambda s: s["counts_error"] is None, timeout_s=15)
+    finally:
+        await proxy.stop()
