@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-packages run test lint unit bench clean
+.PHONY: setup system-packages run test lint unit bench screenshot clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ system-packages:
 
 test: system-packages
 	$(MAKE) lint unit
+
+# The README's picture: only the chart test, its screenshot written to docs/ (a test run
+# writes it to the ignored build/dashboard.png).
+screenshot: system-packages $(STAMP)
+	SWITCHYARD_SCREENSHOT=docs/dashboard.png $(BIN)/pytest -q tests/proxy/dashboard/test_browser.py -k photographed
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -17,6 +17,7 @@ from proxy.client import ClientConnection
 from proxy.config import ProxyConfig
 from proxy.context import Limits, ProxyContext
 from proxy.control import disable_handler
+from proxy.dashboard import mount_dashboard
 from proxy.health import check_forever
 from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
@@ -103,6 +104,7 @@ class ProxyApp:
         self.port = self.server.sockets[0].getsockname()[1]
         admin = build_admin(self.store, self.snapshots, self.ctx.stats, self.registry, cfg.admin_token)
         mount_ofrep(admin, self.snapshots, cfg.flags_key)
+        mount_dashboard(admin, self.ctx.balancer.outstanding, self.version_stats)
         mount_version_stats(admin, self.store, self.version_stats)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()

@@ -43,9 +43,17 @@ class LoadResult:
 
 class Load:
     def __init__(
-        self, port: int, *, concurrency: int = 8, path: str = "/", max_requests: int = 200_000
+        self,
+        port: int,
+        *,
+        concurrency: int = 8,
+        path: str = "/",
+        max_requests: int = 200_000,
+        pause_s: float = 0.0,
     ) -> None:
         self.port = port
+        # Each client waits this long between requests: a steady trickle, not a flood.
+        self.pause_s = pause_s
         self.concurrency = concurrency
         self.request = b"GET %s HTTP/1.1\r\nHost: load\r\n\r\n" % path.encode()
         self.max_requests = max_requests
@@ -78,6 +86,7 @@ class Load:
         used = 0
         while not self._stop.is_set() and self.sent < self.max_requests:
             self.sent += 1
+            await self._pause()
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
@@ -109,6 +118,11 @@ class Load:
             conn[1].close()
             with contextlib.suppress(Exception):
                 await conn[1].wait_closed()
+
+    async def _pause(self) -> None:
+        if self.pause_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.pause_s)
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bool]:
         try:
