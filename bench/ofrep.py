@@ -92,11 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bulk: list[float] = []
     try:
         python = sys.executable
-        production = services.start_backend(sup, "production", BODIES["production"], python)
-        staging = services.start_backend(sup, "staging", BODIES["staging"], python)
-        redis = services.start_redis(sup, tools.redis_server)
-        redis_url = f"redis://{services.HOST}:{redis.port}/0"
-        services.register_pools(python, redis_url, production, staging)
+        redis_url = services.start_split(sup, tools.redis_server, python, BODIES)
         asyncio.run(set_flags(redis_url, args.flags))
         admin_port = services.free_port()
         proxy = services.start_proxy(

@@ -92,11 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sup = services.Supervisor(workdir)
     try:
         python = sys.executable
-        production = services.start_backend(sup, "production", BODIES["production"], python)
-        staging = services.start_backend(sup, "staging", BODIES["staging"], python)
-        redis = services.start_redis(sup, tools.redis_server)
-        redis_url = f"redis://{services.HOST}:{redis.port}/0"
-        services.register_pools(python, redis_url, production, staging)
+        redis_url = services.start_split(sup, tools.redis_server, python, BODIES)
         proxy = services.start_proxy(sup, python, redis_url, [])
         results = asyncio.run(measure(proxy.port, redis_url, args.trials))
     except BenchError as exc:

@@ -399,3 +399,15 @@ def start_proxy(sup: Supervisor, python: str, redis_url: str, extra_args: Sequen
         return reply is not None and reply[0] == 200
 
     return _start_on_free_port(sup, "proxy", start, check, "the proxy")
+
+
+def start_split(sup: Supervisor, redis_server: str, python: str, bodies: dict[str, bytes]) -> str:
+    """Both backends, a redis-server and the pools registered in it: what the benches that
+    run the proxy alone (ofrep, propagation, versionstats) all start with. Returns the
+    Redis URL; the supervisor ends them all."""
+    production = start_backend(sup, "production", bodies["production"], python)
+    staging = start_backend(sup, "staging", bodies["staging"], python)
+    redis = start_redis(sup, redis_server)
+    redis_url = f"redis://{HOST}:{redis.port}/0"
+    register_pools(python, redis_url, production, staging)
+    return redis_url
