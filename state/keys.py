@@ -148,6 +148,12 @@ class KeySpace:
         requester asks only once while one is being served."""
         return f"{self.prefix}scale:pending:{pool}"
 
+    @property
+    def previews(self) -> str:
+        """HASH: preview name -> JSON {"backends", "kind" (release or branch), "sha", "branch",
+        "created_at", "touched_at"}: backends reached only at `<name>.<preview_domain>`."""
+        return f"{self.prefix}previews"
+
     def watched(self) -> tuple[str, ...]:
         """The keys that make up a routing snapshot."""
         return (
@@ -157,5 +163,6 @@ class KeySpace:
             self.alert,
             self.flags,
             self.flag_routes,
+            self.previews,
             self.version,
         )
