@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import PLAYBOOKS_DIR, Configurer
+from provisioner.deploy.branches import BranchEnvs, PreviewSettings
 from provisioner.deploy.commands import DeployParts, say
 from provisioner.deploy.commits import CommitSource
 from provisioner.deploy.deployer import Deployer, DeploySettings
@@ -38,6 +39,7 @@ from state import (
     StateStore,
     connect,
 )
+from state.previewstore import PreviewStore
 
 if TYPE_CHECKING:
     from provisioner.scale.droplets import DropletSettings
@@ -227,4 +229,10 @@ def build_deployer(
         actor=actor,
         say=out,
     )
-    return DeployParts(client, deployer, deploys)
+    branches = None
+    if config.branch_previews:
+        settings = PreviewSettings(
+            config.preview_ttl_s, config.preview_max, config.preview_port_base, config.preview_url
+        )
+        branches = BranchEnvs(deployer, PreviewStore(client, keys, actor=actor), settings)
+    return DeployParts(client, deployer, deploys, branches)

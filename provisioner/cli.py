@@ -1,5 +1,5 @@
 """`python -m provisioner worker | up | down | list | adopt | destroy | reserved-ip | deploy | rollback |
-releases | receive | webhook | inventory`.
+releases | receive | webhook | inventory | previews`.
 
 Only this module reads the environment, configures logging and exits. Secrets
 are read once and then removed from this process's environment, so neither
@@ -204,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "destroy":
         sid = parse_server_id(args.server)
         return asyncio.run(_with(config, actor, lambda p: orphans.destroy(p.provisioner, sid)))
-    if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory"):
+    if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory", "previews"):
         return _deploys(args, config, actor)
     if args.command == "worker":
         return asyncio.run(_with(config, actor, _worker))
@@ -256,6 +256,8 @@ def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) ->
         return _with_deployer(config, bin_dir, actor, lambda p: commands.rollback(p, args.env))
     if args.command == "releases":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.releases(p, args.env, args.json))
+    if args.command == "previews":
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.previews(p, args))
     lines = sys.stdin.read().splitlines()
     return _with_deployer(
         config, bin_dir, f"post-receive:{config.worker_id}", lambda p: commands.receive(p, args.repo, lines)

@@ -25,9 +25,13 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 
 from provisioner.config import ProvisionerConfig
+from provisioner.deploy import previewcmd
+from provisioner.deploy.branches import BranchEnvs
 from provisioner.deploy.deployer import Deployer
 from provisioner.deploy.gitrefs import decide, parse_update
 from provisioner.deploy.inventory import HostVars, as_ansible, plan
+from provisioner.deploy.previewcmd import branch
+from provisioner.deploy.previewplan import branch_actions
 from provisioner.deploy.releases import previous
 from provisioner.errors import DeployError, DeployInputError
 from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
@@ -63,6 +67,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     which = inventory.add_mutually_exclusive_group(required=True)
     which.add_argument("--list", action="store_true")
     which.add_argument("--host")
+    previewcmd.add_parsers(sub, common)
 
 
 def say(line: str, *, error: bool = False) -> None:
@@ -96,6 +101,8 @@ class DeployParts:
     redis: aioredis.Redis
     deployer: Deployer
     deploys: DeployStore
+    # Branch environments (None: branch_previews is off, other branches deploy nothing).
+    branches: BranchEnvs | None = None
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -133,11 +140,23 @@ async def receive(parts: DeployParts, repo: Path, lines: Iterable[str]) -> int:
         except DeployInputError as exc:
             say(f"error: {exc}", error=True)
             code = 1
+    branches = {a.update.ref: a for a in branch_actions(updates)} if parts.branches else {}
     for decision in decide(updates):
+        action = branches.get(decision.update.ref)
+        if action is not None and parts.branches is not None:
+            say(action.why)
+            code = max(code, await branch(parts.branches, action, repo, say))
+            continue
         say(decision.why)
         if decision.env is not None:
             code = max(code, await deploy(parts, decision.env, decision.update.new, repo))
     return code
+
+
+async def previews(parts: DeployParts, args: argparse.Namespace) -> int:
+    if parts.branches is None:
+        raise DeployError("branch_previews is off: turn it on to deploy and list previews")
+    return await previewcmd.previews(parts.branches, args, say)
 
 
 async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:

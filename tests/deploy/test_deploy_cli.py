@@ -90,7 +90,8 @@ async def test_deploy_failures_that_need_no_server_say_what_to_do(
     assert "no server of the production pool is managed by the provisioner" in done.stderr
     assert "python -m provisioner up --pool production" in done.stderr
 
-    # receive: a garbage line is refused, a feature branch deploys nothing.
+    # receive: a garbage line is refused; a feature branch is a preview, and with no
+    # staging server to run it on, refused with what to do.
     lines = f"garbage\n{SHA} {sha} refs/heads/feature\n"
     done = subprocess.run(
         [str(BIN_DIR / "python"), "-m", "provisioner", "receive", "--repo", str(app_repo.bare)],
@@ -104,7 +105,9 @@ async def test_deploy_failures_that_need_no_server_say_what_to_do(
     )
     assert done.returncode == 1
     assert "error: 'garbage' is not '<old sha> <new sha> <ref>'" in done.stderr
-    assert "refs/heads/feature: not deployed" in done.stdout and "deploying" not in done.stdout
+    assert "refs/heads/feature -> preview feature" in done.stdout and "deploying" not in done.stdout
+    assert "error: preview feature of feature: branch environments go to the staging servers" in done.stderr
+    assert "python -m provisioner up --pool staging" in done.stderr
 
 
 async def test_the_inventory_lists_the_pools_servers_for_ansible(redis_url: str, tmp_path: Path) -> None:
