@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 
+from provisioner.chat import ChatNotifier
 from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import PLAYBOOKS_DIR, Configurer
 from provisioner.deploy.branches import BranchEnvs, PreviewSettings
@@ -29,6 +30,7 @@ from provisioner.scale.policy import PolicyConfig
 from provisioner.scale.provider import Machine, Provider
 from provisioner.scale.provision import Deadlines, Provisioner
 from provisioner.scale.worker import Worker, WorkerSettings
+from provisioner.secretfile import read_secret_file
 from state import (
     DeployStore,
     HostStore,
@@ -201,6 +203,15 @@ def host_vars_from(config: ProvisionerConfig) -> HostVars:
     return of
 
 
+def chat_url(config: ProvisionerConfig) -> str:
+    """The chat webhook's URL: from its variable, or its 0600 file; empty: no chat."""
+    if config.chat_webhook_url:
+        return config.chat_webhook_url
+    if config.chat_webhook_url_file:
+        return read_secret_file("chat_webhook_url_file", config.chat_webhook_url_file)
+    return ""
+
+
 def build_deployer(
     config: ProvisionerConfig,
     *,
@@ -217,7 +228,7 @@ def build_deployer(
         store=StateStore(client, keys, actor=actor),
         registry=ServerRegistry(client, keys, actor=actor),
         deploys=deploys,
-        notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
+        notifier=ChatNotifier(config.notify_webhook_url, config.webhook_secret, chat_url(config), by=actor),
         host_vars=host_vars_from(config),
         settings=DeploySettings(
             keep_releases=config.deploy_keep_releases,

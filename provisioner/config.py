@@ -99,6 +99,9 @@ class ProvisionerConfig:
     # Notification. The secret signs webhook bodies: only from PROVISIONER_WEBHOOK_SECRET.
     notify_webhook_url: str = ""
     webhook_secret: str | None = field(default=None, repr=False)
+    # Chat (a Slack-compatible webhook): a secret, from PROVISIONER_CHAT_WEBHOOK_URL or a 0600 file.
+    chat_webhook_url: str | None = field(default=None, repr=False)
+    chat_webhook_url_file: str = ""
     # Deploys: the git repository commits come from (the post-receive hook passes its
     # own), releases kept per server, and the per-environment lock.
     deploy_repo: str = ""
@@ -119,10 +122,8 @@ class ProvisionerConfig:
     # an older commit; otherwise such a push, like a replay, deploys nothing.
     webhook_allow_force: bool = False
     webhook_fetch: bool = False
-    # Branch environments and release previews (provisioner/deploy/previews.py): a push of
-    # another branch deploys it to the staging servers as preview <slug>, on a port from
-    # preview_port_base up; previews untouched for preview_ttl_s go, and beyond
-    # preview_max the one idle longest. preview_url names where one is seen ({name}).
+    # Branch environments (provisioner/deploy/branches.py): each on a port pair from
+    # preview_port_base; idle preview_ttl_s or beyond preview_max, removed. preview_url: {name}'s.
     branch_previews: bool = True
     preview_ttl_s: float = 7 * 86400.0
     preview_max: int = 10
@@ -141,6 +142,7 @@ SECRETS = {
     "digitalocean_token": "DIGITALOCEAN_TOKEN",
     "webhook_secret": "PROVISIONER_WEBHOOK_SECRET",
     "push_webhook_secret": "PROVISIONER_PUSH_WEBHOOK_SECRET",
+    "chat_webhook_url": "PROVISIONER_CHAT_WEBHOOK_URL",
 }
 SPEC = Spec(
     target=ProvisionerConfig,

@@ -93,9 +93,16 @@ class BranchEnvs:
         backends = tuple(sorted(_with_port(t.url, port) for t in targets))
         preview = Preview(backends, "branch", sha=sha, branch=branch, created_at=now, touched_at=now)
         await self.previews.put_preview(slug, preview)
-        self.say(
-            f"preview {slug} is {sha[:8]} ({time.monotonic() - clock:.1f}s): {self.settings.url_of(slug)}"
-        )
+        url = self.settings.url_of(slug)
+        fields = {
+            "preview": slug,
+            "sha": sha,
+            "branch": branch,
+            "url": url,
+            "seconds": round(time.monotonic() - clock, 2),
+        }
+        await self.deployer.notifier.notify("preview.deployed", fields)
+        self.say(f"preview {slug} is {sha[:8]} ({time.monotonic() - clock:.1f}s): {url}")
         return preview
 
     async def remove(self, slug: str, why: str = "") -> None:
@@ -114,6 +121,9 @@ class BranchEnvs:
             except ConfigureError as exc:
                 raise HostFailed(target.host, failed_task(exc), str(exc)) from exc
         await self.previews.remove_preview(slug)
+        await self.deployer.notifier.notify(
+            "preview.removed", {"preview": slug, "sha": found.sha if found else "", "why": why}
+        )
         self.say(f"preview {slug} removed{': ' + why if why else ''}")
 
     async def locked(self, op: Callable[[], Awaitable[T]]) -> T:

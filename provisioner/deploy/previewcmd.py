@@ -12,7 +12,7 @@ from typing import Any
 
 from provisioner.deploy.branches import BranchEnvs
 from provisioner.deploy.previewplan import BranchAction
-from provisioner.errors import DeployError
+from provisioner.errors import DeployError, HostFailed
 from state import StateError
 
 Say = Callable[..., None]
@@ -43,6 +43,15 @@ async def branch(envs: BranchEnvs, action: BranchAction, repo: Path, say: Say) -
         await envs.locked(run)
     except (DeployError, StateError) as exc:
         say(f"error: preview {action.slug} of {action.branch}: {exc}", error=True)
+        failed = {
+            "preview": action.slug,
+            "branch": action.branch,
+            "sha": action.update.new,
+            "error": str(exc)[:500],
+        }
+        if isinstance(exc, HostFailed):
+            failed.update(failed_host=exc.host, failed_task=exc.task)
+        await envs.deployer.notifier.notify("preview.failed", failed)
         return 1
     return 0
 
