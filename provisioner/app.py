@@ -22,7 +22,8 @@ from provisioner.configure import PLAYBOOKS_DIR, Configurer
 from provisioner.deploy.branches import BranchEnvs, PreviewSettings
 from provisioner.deploy.commands import DeployParts, say
 from provisioner.deploy.commits import CommitSource
-from provisioner.deploy.deployer import Deployer, DeploySettings
+from provisioner.deploy.deployer import DeploySettings
+from provisioner.deploy.hold import ReleaseHolds
 from provisioner.deploy.inventory import HostVars
 from provisioner.notify import Notifier
 from provisioner.scale.local import LocalProvider
@@ -223,7 +224,10 @@ def build_deployer(
     client = connect(config.redis_url)
     keys = KeySpace(config.key_prefix)
     deploys = DeployStore(client, keys, actor=actor)
-    deployer = Deployer(
+    previews = PreviewStore(client, keys, actor=actor)
+    deployer = ReleaseHolds(
+        previews=previews,
+        url_of=lambda name: config.preview_url.replace("{name}", name),
         configurer=configurer(config, bin_dir, playbooks_dir),
         store=StateStore(client, keys, actor=actor),
         registry=ServerRegistry(client, keys, actor=actor),
@@ -245,5 +249,5 @@ def build_deployer(
         settings = PreviewSettings(
             config.preview_ttl_s, config.preview_max, config.preview_port_base, config.preview_url
         )
-        branches = BranchEnvs(deployer, PreviewStore(client, keys, actor=actor), settings)
-    return DeployParts(client, deployer, deploys, branches)
+        branches = BranchEnvs(deployer, previews, settings)
+    return DeployParts(client, deployer, deploys, branches, hold_pushes=config.deploy_hold)

@@ -28,7 +28,6 @@ from provisioner import reserved_ip
 from provisioner.app import Parts, build, build_deployer, host_vars_from
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
 from provisioner.deploy import commands
-from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.webhook import serve_webhook
 from provisioner.errors import ConfigError, DeployInputError, NotManaged, ProvisionerError
 from provisioner.scale import commands as orphans
@@ -247,11 +246,8 @@ def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) ->
             out=lambda line: log.info("%s", line),
         )
     if args.command == "deploy":
-        sha = parse_sha(args.sha)
-        repo = args.repo or (Path(config.deploy_repo) if config.deploy_repo else None)
-        if repo is None:
-            raise ConfigError("no repository to deploy from: pass --repo or set deploy_repo")
-        return _with_deployer(config, bin_dir, actor, lambda p: commands.deploy(p, args.env, sha, repo))
+        repo = commands.deploy_repo(args, config.deploy_repo)
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.deploy_command(p, args, repo))
     if args.command == "rollback":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.rollback(p, args.env))
     if args.command == "releases":

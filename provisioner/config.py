@@ -106,6 +106,7 @@ class ProvisionerConfig:
     # own), releases kept per server, and the per-environment lock.
     deploy_repo: str = ""
     deploy_keep_releases: int = 5
+    deploy_hold: bool = False  # a push holds its release at a preview until `deploy --switch`
     deploy_lock_ttl_s: float = 60.0
     deploy_lock_wait_s: float = 600.0
     # The push webhook. Its secret checks X-Hub-Signature-256: only from

@@ -151,7 +151,8 @@ class KeySpace:
     @property
     def previews(self) -> str:
         """HASH: preview name -> JSON {"backends", "kind" (release or branch), "sha", "branch",
-        "created_at", "touched_at"}: backends reached only at `<name>.<preview_domain>`."""
+        "created_at", "touched_at", "env", "release"}: backends reached only at
+        `<name>.<preview_domain>`."""
         return f"{self.prefix}previews"
 
     def watched(self) -> tuple[str, ...]:

@@ -34,6 +34,8 @@ class Preview:
     branch: str = ""
     created_at: float = 0.0
     touched_at: float = 0.0
+    env: str = ""  # a held release's: the environment `deploy --switch` makes it live in
+    release: str = ""  # a held release's name on its servers
 
     def encode(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"))
@@ -46,6 +48,8 @@ class Preview:
             "branch": self.branch,
             "created_at": self.created_at,
             "touched_at": self.touched_at,
+            "env": self.env,
+            "release": self.release,
         }
 
     @classmethod
@@ -74,6 +78,8 @@ class Preview:
             branch=str(data.get("branch", "")),
             created_at=_time(data.get("created_at")),
             touched_at=_time(data.get("touched_at")),
+            env=str(data.get("env", "")),
+            release=str(data.get("release", "")),
         )
 
 

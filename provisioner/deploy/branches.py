@@ -20,11 +20,12 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from provisioner.configure import PLAYBOOKS
-from provisioner.deploy.deployer import HEALTH_DELAY_S, Deployer, failed_task
+from provisioner.deploy.deployer import HEALTH_DELAY_S, Deployer
 from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.gitrepo import archive, resolve_commit
 from provisioner.deploy.inventory import Target
 from provisioner.deploy.lock import locked
+from provisioner.deploy.outcome import failed_task
 from provisioner.deploy.previewplan import pick_port, to_remove
 from provisioner.errors import ConfigureError, DeployError, HostFailed
 from state.previews import Preview, parse_preview_name

@@ -25,7 +25,14 @@ SHA = "a" * 40
     ("args", "code", "message"),
     [
         (["deploy", "--env", "canary", "--sha", SHA], 2, "invalid choice: 'canary'"),
-        (["deploy", "--env", "production"], 2, "the following arguments are required: --sha"),
+        (
+            ["deploy", "--env", "production"],
+            2,
+            "one of the arguments --sha --switch/--promote --discard is required",
+        ),
+        (["deploy", "--env", "production", "--sha", SHA, "--switch", "1a2b3c4d"], 2, "not allowed with"),
+        (["deploy", "--env", "production", "--switch", "1a2b3c4d", "--hold"], 2, "--hold goes with --sha"),
+        (["deploy", "--env", "production", "--switch", "zz"], 2, "sha 'zz' is not a commit id"),
         (["deploy", "--env", "production", "--sha", "abc123"], 2, "sha 'abc123' is not a full commit id"),
         (["deploy", "--env", "production", "--sha", SHA], 2, "no repository to deploy from: pass --repo"),
         (["rollback"], 2, "the following arguments are required: --env"),
