@@ -168,6 +168,13 @@ def hints(
             f"  curl -s {reachable(proxy[0])}/version   # the server answers v1-<short sha>",
             f"  {python} -m provisioner releases --env production {r}",
             f"  {python} -m provisioner rollback --env production {r}",
+            "",
+            "Branch previews (each pushed branch its own app on a staging server the provisioner manages):",
+            f"  {python} -m provisioner up --pool staging --provider local {r}   # runs them",
+            "  git push local HEAD:refs/heads/my-feature   # remote: preview my-feature is <sha>: <URL>",
+            f"  curl -s -H 'Host: my-feature.preview.localhost' {reachable(proxy[0])}/version  # preview-sha",
+            f"  {python} -m provisioner previews list {r}",
+            "  git push local :refs/heads/my-feature       # branch deleted: its app and directories go, 404",
         ]
     lines += ["", "Ctrl-C stops everything this run started."]
     return "\n".join(lines)

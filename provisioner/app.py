@@ -16,11 +16,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 
+from provisioner.chat import ChatNotifier
 from provisioner.config import ProvisionerConfig, check_provider
 from provisioner.configure import PLAYBOOKS_DIR, Configurer
+from provisioner.deploy.branches import BranchEnvs, PreviewSettings
 from provisioner.deploy.commands import DeployParts, say
 from provisioner.deploy.commits import CommitSource
-from provisioner.deploy.deployer import Deployer, DeploySettings
+from provisioner.deploy.deployer import DeploySettings
+from provisioner.deploy.hold import ReleaseHolds
 from provisioner.deploy.inventory import HostVars
 from provisioner.notify import Notifier
 from provisioner.scale.local import LocalProvider
@@ -28,6 +31,7 @@ from provisioner.scale.policy import PolicyConfig
 from provisioner.scale.provider import Machine, Provider
 from provisioner.scale.provision import Deadlines, Provisioner
 from provisioner.scale.worker import Worker, WorkerSettings
+from provisioner.secretfile import read_secret_file
 from state import (
     DeployStore,
     HostStore,
@@ -38,6 +42,7 @@ from state import (
     StateStore,
     connect,
 )
+from state.previewstore import PreviewStore
 
 if TYPE_CHECKING:
     from provisioner.scale.droplets import DropletSettings
@@ -199,6 +204,15 @@ def host_vars_from(config: ProvisionerConfig) -> HostVars:
     return of
 
 
+def chat_url(config: ProvisionerConfig) -> str:
+    """The chat webhook's URL: from its variable, or its 0600 file; empty: no chat."""
+    if config.chat_webhook_url:
+        return config.chat_webhook_url
+    if config.chat_webhook_url_file:
+        return read_secret_file("chat_webhook_url_file", config.chat_webhook_url_file)
+    return ""
+
+
 def build_deployer(
     config: ProvisionerConfig,
     *,
@@ -210,12 +224,15 @@ def build_deployer(
     client = connect(config.redis_url)
     keys = KeySpace(config.key_prefix)
     deploys = DeployStore(client, keys, actor=actor)
-    deployer = Deployer(
+    previews = PreviewStore(client, keys, actor=actor)
+    deployer = ReleaseHolds(
+        previews=previews,
+        url_of=lambda name: config.preview_url.replace("{name}", name),
         configurer=configurer(config, bin_dir, playbooks_dir),
         store=StateStore(client, keys, actor=actor),
         registry=ServerRegistry(client, keys, actor=actor),
         deploys=deploys,
-        notifier=Notifier(config.notify_webhook_url, config.webhook_secret),
+        notifier=ChatNotifier(config.notify_webhook_url, config.webhook_secret, chat_url(config), by=actor),
         host_vars=host_vars_from(config),
         settings=DeploySettings(
             keep_releases=config.deploy_keep_releases,
@@ -227,4 +244,10 @@ def build_deployer(
         actor=actor,
         say=out,
     )
-    return DeployParts(client, deployer, deploys)
+    branches = None
+    if config.branch_previews:
+        settings = PreviewSettings(
+            config.preview_ttl_s, config.preview_max, config.preview_port_base, config.preview_url
+        )
+        branches = BranchEnvs(deployer, previews, settings)
+    return DeployParts(client, deployer, deploys, branches, hold_pushes=config.deploy_hold)

@@ -1,5 +1,5 @@
 """`python -m provisioner worker | up | down | list | adopt | destroy | reserved-ip | deploy | rollback |
-releases | receive | webhook | inventory`.
+releases | receive | webhook | inventory | previews`.
 
 Only this module reads the environment, configures logging and exits. Secrets
 are read once and then removed from this process's environment, so neither
@@ -28,7 +28,6 @@ from provisioner import reserved_ip
 from provisioner.app import Parts, build, build_deployer, host_vars_from
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
 from provisioner.deploy import commands
-from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.webhook import serve_webhook
 from provisioner.errors import ConfigError, DeployInputError, NotManaged, ProvisionerError
 from provisioner.scale import commands as orphans
@@ -204,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "destroy":
         sid = parse_server_id(args.server)
         return asyncio.run(_with(config, actor, lambda p: orphans.destroy(p.provisioner, sid)))
-    if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory"):
+    if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory", "previews"):
         return _deploys(args, config, actor)
     if args.command == "worker":
         return asyncio.run(_with(config, actor, _worker))
@@ -247,15 +246,14 @@ def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) ->
             out=lambda line: log.info("%s", line),
         )
     if args.command == "deploy":
-        sha = parse_sha(args.sha)
-        repo = args.repo or (Path(config.deploy_repo) if config.deploy_repo else None)
-        if repo is None:
-            raise ConfigError("no repository to deploy from: pass --repo or set deploy_repo")
-        return _with_deployer(config, bin_dir, actor, lambda p: commands.deploy(p, args.env, sha, repo))
+        repo = commands.deploy_repo(args, config.deploy_repo)
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.deploy_command(p, args, repo))
     if args.command == "rollback":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.rollback(p, args.env))
     if args.command == "releases":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.releases(p, args.env, args.json))
+    if args.command == "previews":
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.previews(p, args))
     lines = sys.stdin.read().splitlines()
     return _with_deployer(
         config, bin_dir, f"post-receive:{config.worker_id}", lambda p: commands.receive(p, args.repo, lines)

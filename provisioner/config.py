@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from provisioner.errors import ConfigError
+from provisioner.secretfile import with_password_file
 from settings import LOG_FORMAT, LOG_LEVEL, Spec, choice, load, redact_url
 from state.keys import DEFAULT_PREFIX
 
@@ -100,10 +99,14 @@ class ProvisionerConfig:
     # Notification. The secret signs webhook bodies: only from PROVISIONER_WEBHOOK_SECRET.
     notify_webhook_url: str = ""
     webhook_secret: str | None = field(default=None, repr=False)
+    # Chat (a Slack-compatible webhook): a secret, from PROVISIONER_CHAT_WEBHOOK_URL or a 0600 file.
+    chat_webhook_url: str | None = field(default=None, repr=False)
+    chat_webhook_url_file: str = ""
     # Deploys: the git repository commits come from (the post-receive hook passes its
     # own), releases kept per server, and the per-environment lock.
     deploy_repo: str = ""
     deploy_keep_releases: int = 5
+    deploy_hold: bool = False  # a push holds its release at a preview until `deploy --switch`
     deploy_lock_ttl_s: float = 60.0
     deploy_lock_wait_s: float = 600.0
     # The push webhook. Its secret checks X-Hub-Signature-256: only from
@@ -120,6 +123,13 @@ class ProvisionerConfig:
     # an older commit; otherwise such a push, like a replay, deploys nothing.
     webhook_allow_force: bool = False
     webhook_fetch: bool = False
+    # Branch environments (provisioner/deploy/branches.py): each on a port pair from
+    # preview_port_base; idle preview_ttl_s or beyond preview_max, removed. preview_url: {name}'s.
+    branch_previews: bool = True
+    preview_ttl_s: float = 7 * 86400.0
+    preview_max: int = 10
+    preview_port_base: int = 9200
+    preview_url: str = "http://{name}.preview.localhost:8080/"
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -133,6 +143,7 @@ SECRETS = {
     "digitalocean_token": "DIGITALOCEAN_TOKEN",
     "webhook_secret": "PROVISIONER_WEBHOOK_SECRET",
     "push_webhook_secret": "PROVISIONER_PUSH_WEBHOOK_SECRET",
+    "chat_webhook_url": "PROVISIONER_CHAT_WEBHOOK_URL",
 }
 SPEC = Spec(
     target=ProvisionerConfig,
@@ -164,7 +175,9 @@ def _check(config: ProvisionerConfig) -> ProvisionerConfig:
     for check in _CHECKS:
         check(config)
     provider = config.provider or ("digitalocean" if config.digitalocean_token else "local")
-    return replace(config, provider=provider, redis_url=_with_password(config))
+    return replace(
+        config, provider=provider, redis_url=with_password_file(config.redis_url, config.redis_password_file)
+    )
 
 
 def _check_redis_url(config: ProvisionerConfig) -> None:
@@ -238,6 +251,17 @@ def _check_webhook(config: ProvisionerConfig) -> None:
         raise ConfigError(f"webhook_listen {config.webhook_listen!r} is not host:port, e.g. 127.0.0.1:8090")
 
 
+def _check_previews(config: ProvisionerConfig) -> None:
+    if "{name}" not in config.preview_url or not config.preview_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"preview_url {config.preview_url!r} is not an http(s) URL holding {{name}}:"
+            " use e.g. http://{name}.preview.localhost:8080/"
+        )
+    if not 1024 <= config.preview_port_base <= 65535 - 2 * config.preview_max:
+        top = 65535 - 2 * config.preview_max
+        raise ConfigError(f"preview_port_base {config.preview_port_base} is out of range: use 1024-{top}")
+
+
 # In this order: the first setting that is wrong is the one reported.
 _CHECKS: tuple[Callable[[ProvisionerConfig], None], ...] = (
     _check_redis_url,
@@ -247,33 +271,8 @@ _CHECKS: tuple[Callable[[ProvisionerConfig], None], ...] = (
     _check_name_prefix,
     _check_pool_limits,
     _check_webhook,
+    _check_previews,
 )
-
-
-def _with_password(config: ProvisionerConfig) -> str:
-    """The Redis URL with the password from `redis_password_file`, if one is named."""
-    if not config.redis_password_file:
-        return config.redis_url
-    path = Path(config.redis_password_file)
-    try:
-        mode = path.stat().st_mode
-        password = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"redis_password_file {path}: cannot read it ({exc})") from exc
-    if not stat.S_ISREG(mode) or mode & 0o077:
-        raise ConfigError(
-            f"redis_password_file {path} may be read by others (mode {stat.S_IMODE(mode):o}):"
-            f" chmod 600 {path}"
-        )
-    if not password:
-        raise ConfigError(f"redis_password_file {path} is empty")
-    parts = urlsplit(config.redis_url)
-    query = parse_qsl(parts.query)
-    if parts.password or any(name == "password" for name, _ in query):
-        raise ConfigError("redis_url has a password and redis_password_file is set: use one of them")
-    # In the query, not the user-info: it is read alike for redis://, rediss:// and unix://.
-    query.append(("password", password))
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def check_provider(config: ProvisionerConfig) -> None:

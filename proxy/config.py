@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,9 @@ class ProxyConfig:
     version_stats: bool = True
     stats_bucket_s: int = 10
     stats_retention_s: int = 86400
+    # `<name>.<preview_domain>` reaches preview <name> (and only it); *.localhost resolves
+    # to loopback in browsers and curl, so the default works under `make run`.
+    preview_domain: str = "preview.localhost"
 
 
 def _network(value: str) -> str:
@@ -99,6 +103,17 @@ def _network(value: str) -> str:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError as exc:
         raise Expected("addresses or networks such as 10.0.0.0/8,192.0.2.7") from exc
+
+
+_DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _domain(value: str) -> str:
+    """`preview_domain`: a DNS name, lower-cased, without a trailing dot."""
+    name = value.strip().lower().removesuffix(".")
+    if not name or len(name) > 200 or not all(_DOMAIN_LABEL.fullmatch(p) for p in name.split(".")):
+        raise Expected("a DNS name such as preview.localhost or preview.example.com")
+    return name
 
 
 SPEC = Spec(
@@ -115,6 +130,7 @@ SPEC = Spec(
         "log_level": LOG_LEVEL,
         "log_format": LOG_FORMAT,
         "trusted_proxies": _network,
+        "preview_domain": _domain,
     },
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),

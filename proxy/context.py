@@ -84,6 +84,7 @@ class Limits:
     outlier_base_ejection_s: float = _DEFAULT.outlier_base_ejection_s
     outlier_max_ejection_s: float = _DEFAULT.outlier_max_ejection_s
     version_stats: bool = _DEFAULT.version_stats
+    preview_domain: str = _DEFAULT.preview_domain
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> Limits:
@@ -111,6 +112,8 @@ class ProxyContext:
             max_idle_per_backend=256,
             max_head_bytes=limits.max_response_header_bytes,
         )
+        # What a preview's Host ends with (proxy/previews.py), lower case.
+        self.preview_suffix = b"." + limits.preview_domain.lower().encode("ascii")
         self._trusted = tuple(ipaddress.ip_network(n) for n in limits.trusted_proxies)
         self.retry_budget = RetryBudget(limits.retry_budget_ratio)
         self.outliers = Outliers(

@@ -40,6 +40,11 @@ class FlagBlocked(Forbidden):
     code = "feature_disabled"
 
 
+class NoPreview(ProxyError):
+    status = 404
+    code = "no_preview"
+
+
 class MethodNotAllowed(ProxyError):
     status = 405
     code = "method_not_allowed"

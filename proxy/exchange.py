@@ -7,12 +7,13 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from proxy.context import LocalReply, ProxyContext
-from proxy.errors import FlagBlocked, NoBackend, ProxyError
+from proxy.errors import FlagBlocked, ProxyError
 from proxy.flagheader import flag_entries
 from proxy.forward import request_head
 from proxy.http1 import LAST_CHUNK, chunk, simple_response
+from proxy.previews import no_route, preview_name
 from proxy.response import ClientPeer, ResponseSide
-from proxy.routing import NO_FACTS, Decision, blocking_flag, decide, facts_from, normalise_path
+from proxy.routing import Decision, blocking_flag, decide, facts_of, normalise_path
 from proxy.upstream import UpstreamConnection
 from state import Snapshot
 
@@ -64,6 +65,7 @@ class Exchange(ResponseSide):
         "nominated",
         "out",
         "override",
+        "preview",
         "received",
         "reconnected",
         "replay",
@@ -93,6 +95,7 @@ class Exchange(ResponseSide):
         self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
         self.cookie: bytes | None = None
         self.override: bytes | None = None
+        self.preview: str | None = None  # the preview the Host names (proxy/previews.py)
         self.upgrade: bytes | None = None  # the Upgrade header of a request that asks to switch
         self.idempotency_key = False
         # What was sent of the body, kept while small so a failed attempt can be
@@ -142,22 +145,18 @@ class Exchange(ResponseSide):
             if flag is not None:
                 self.fail(FlagBlocked(f"this feature is disabled by the flag {flag}", flag=flag))
                 return
-        if self.cookie is None and self.override is None:
-            facts = NO_FACTS
-        else:
-            facts = facts_from(
-                self.cookie.decode("latin-1") if self.cookie else None,
-                self.override.decode("latin-1") if self.override else None,
-            )
+        facts = facts_of(self.cookie, self.override)
         decision = decide(snap, facts, int(ctx.rng.random() * 100), allow_override=ctx.limits.allow_override)
         # Routed by this snapshot: accounting reads its flags, never a later one's.
         self.decision, self.routed = decision, snap
-        pool = snap.pool(decision.version)
+        # A preview's host: its backends or a 404, never the decided version (its bucket: for flags).
+        preview = self.preview = None if self.host is None else preview_name(self.host, ctx.preview_suffix)
+        pool = snap.pool(decision.version) if preview is None else snap.previews.get(preview, ())
         if not pool:
-            self.fail(NoBackend("no backend is registered: add one with `python -m proxy pool add`"))
+            self.fail(no_route(preview))
             return
-        self.version = decision.version
-        if (counter := ctx.version_counters.get(decision.version)) is not None:
+        version = self.version = decision.version if preview is None else "preview"
+        if (counter := ctx.version_counters.get(version)) is not None:  # never a preview's
             counter.request()
         if self.method in IDEMPOTENT or self.idempotency_key:
             self.replay = []

@@ -12,6 +12,7 @@ from proxy.context import ProxyContext
 from proxy.errors import BadGateway, GatewayTimeout, ProxyError
 from proxy.forward import interim_head, response_head, switch_head
 from proxy.http1 import LAST_CHUNK, chunk
+from proxy.previews import pool_of
 from proxy.routing import BUCKET_COOKIE, Decision
 from proxy.upstream import TunnelPeer, UpstreamConnection
 from state import Snapshot
@@ -50,6 +51,7 @@ class Answering(Protocol):
     upstream: UpstreamConnection | None
     backend: str | None
     version: str
+    preview: str | None
     decision: Decision | None
     replay: list[bytes] | None
     reconnected: bool
@@ -89,7 +91,7 @@ class ResponseSide:
             and backend is not None
         ):
             snap = ctx.view()
-            others = tuple(b for b in snap.pool(self.version) if b != backend)  # type: ignore[arg-type]
+            others = tuple(b for b in pool_of(snap, self.version, self.preview) if b != backend)
             if others and ctx.retry_budget.withdraw():
                 self.retried = True
                 self.replay_on(backend, ctx.balancer.pick(others), snap)

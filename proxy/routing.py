@@ -83,6 +83,15 @@ def facts_from(cookie_header: str | None, override_header: str | None) -> Reques
     return RequestFacts(bucket=bucket, override=override)
 
 
+def facts_of(cookie: bytes | None, override: bytes | None) -> RequestFacts:
+    """`facts_from` on a request's raw Cookie and X-Canary values."""
+    if cookie is None and override is None:
+        return NO_FACTS
+    return facts_from(
+        cookie.decode("latin-1") if cookie else None, override.decode("latin-1") if override else None
+    )
+
+
 def _override(value: str) -> Override | None:
     value = value.lower()
     if value == "always":

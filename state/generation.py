@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from state.errors import InvalidValue
 from state.keys import KeySpace
 from state.model import DEFAULT_FLAG_ROUTES, POOLS, Snapshot
+from state.previews import Preview
 
 Cause = Literal["created", "restored", "reset"]
 CAUSES: tuple[Cause, ...] = ("created", "restored", "reset")
@@ -102,13 +103,16 @@ def restore_writes(pipe: aioredis.client.Pipeline, keys: KeySpace, snap: Snapsho
     for flag, routes in snap.flag_routes.items():
         if DEFAULT_FLAG_ROUTES.get(flag) != routes:
             pipe.hsetnx(keys.flag_routes, flag, json.dumps(list(routes)))
+    # Only what routes is in a snapshot: a restored preview keeps its backends alone.
+    for preview, backends in snap.previews.items():
+        pipe.hsetnx(keys.previews, preview, Preview(backends).encode())
     pipe.set(keys.version, str(version))
 
 
 def reset_writes(pipe: aioredis.client.Pipeline, keys: KeySpace) -> None:
     """Queue the deletes of a deliberate fresh start (the version keeps counting)."""
     pipe.delete(keys.pool("production"), keys.pool("staging"), keys.weight, keys.alert)
-    pipe.delete(keys.flags, keys.flag_routes)
+    pipe.delete(keys.flags, keys.flag_routes, keys.previews)
 
 
 def restore_plan(

@@ -159,6 +159,13 @@ class KeySpace:
         sent again after a lost reply is not counted twice."""
         return f"{self.prefix}vstats:applied:{writer}"
 
+    @property
+    def previews(self) -> str:
+        """HASH: preview name -> JSON {"backends", "kind" (release or branch), "sha", "branch",
+        "created_at", "touched_at", "env", "release"}: backends reached only at
+        `<name>.<preview_domain>`."""
+        return f"{self.prefix}previews"
+
     def watched(self) -> tuple[str, ...]:
         """The keys that make up a routing snapshot."""
         return (
@@ -168,5 +175,6 @@ class KeySpace:
             self.alert,
             self.flags,
             self.flag_routes,
+            self.previews,
             self.version,
         )

@@ -66,6 +66,8 @@ class Snapshot:
     # The whole flags (percentages, variants: state/flags.py). Give either this or
     # `flags`: the other is derived, `flags` being the on-for-everyone view of these.
     flag_rules: Mapping[str, Flag] = field(default_factory=dict)
+    # Preview name -> its backends (state/previews.py): reached only by its own host name.
+    previews: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Derived once: readers look at it on every request.
     flags_on: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -90,6 +92,7 @@ class Snapshot:
             "flags": dict(sorted(self.flags.items())),
             "flag_routes": {k: list(v) for k, v in sorted(self.flag_routes.items())},
             "flag_rules": {k: v.to_json() for k, v in sorted(self.flag_rules.items())},
+            "previews": {k: list(v) for k, v in sorted(self.previews.items())},
         }
 
 

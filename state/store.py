@@ -31,6 +31,7 @@ from state.model import (
     parse_weight,
 )
 from state.presence import Presence
+from state.previews import decode_previews, routes_of
 
 T = TypeVar("T")
 
@@ -82,7 +83,8 @@ class StateStore(Presence):
             pipe.get(k.alert)
             pipe.hgetall(k.flags)
             pipe.hgetall(k.flag_routes)
-            generation, version, prod, stag, weight, alert, flags, routes = await pipe.execute()
+            pipe.hgetall(k.previews)
+            generation, version, prod, stag, weight, alert, flags, routes, previews = await pipe.execute()
         snapshot = Snapshot(
             version=int(version or 0),
             production=tuple(sorted(prod)),
@@ -91,6 +93,7 @@ class StateStore(Presence):
             alert=None if alert is None else Alert.decode(alert),
             flag_rules=decode_flags(flags),
             flag_routes=decode_flag_routes(routes),
+            previews=routes_of(decode_previews(previews)),
         )
         return State(snapshot, decode_generation(generation))
 

@@ -25,12 +25,16 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 
 from provisioner.config import ProvisionerConfig
-from provisioner.deploy.deployer import Deployer
-from provisioner.deploy.gitrefs import decide, parse_update
+from provisioner.deploy import previewcmd
+from provisioner.deploy.branches import BranchEnvs
+from provisioner.deploy.gitrefs import decide, parse_sha, parse_update
+from provisioner.deploy.hold import ReleaseHolds
 from provisioner.deploy.inventory import HostVars, as_ansible, plan
+from provisioner.deploy.previewcmd import branch
+from provisioner.deploy.previewplan import branch_actions
 from provisioner.deploy.releases import previous
-from provisioner.errors import DeployError, DeployInputError
-from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateStore, connect
+from provisioner.errors import ConfigError, DeployError, DeployInputError
+from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateError, StateStore, connect
 from state.model import PoolName
 
 log = logging.getLogger("provisioner.deploy")
@@ -42,7 +46,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     envs = {"choices": POOLS, "required": True, "help": "production or staging"}
     deploy = sub.add_parser("deploy", parents=[common], help="deploy a commit to an environment's servers")
     deploy.add_argument("--env", **envs)
-    deploy.add_argument("--sha", required=True, help="the commit's full id")
+    which = deploy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sha", help="the commit's full id")
+    which.add_argument("--switch", "--promote", metavar="SHA", help="make the held release of SHA live")
+    which.add_argument("--discard", metavar="SHA", help="remove the held release of SHA")
+    deploy.add_argument("--hold", action="store_true", help="with --sha: hold the release at a preview")
     deploy.add_argument("--repo", type=Path, help="git repository holding it (default: deploy_repo)")
     back = sub.add_parser(
         "rollback", parents=[common], help="switch an environment back to its previous release"
@@ -63,6 +71,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     which = inventory.add_mutually_exclusive_group(required=True)
     which.add_argument("--list", action="store_true")
     which.add_argument("--host")
+    previewcmd.add_parsers(sub, common)
 
 
 def say(line: str, *, error: bool = False) -> None:
@@ -94,8 +103,11 @@ def _silence(stream: TextIO) -> None:
 @dataclass
 class DeployParts:
     redis: aioredis.Redis
-    deployer: Deployer
+    deployer: ReleaseHolds
     deploys: DeployStore
+    # Branch environments (None: branch_previews is off, other branches deploy nothing).
+    branches: BranchEnvs | None = None
+    hold_pushes: bool = False  # deploy_hold: a push holds its release instead of deploying it
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -114,7 +126,45 @@ def outcome(record: DeployRecord) -> int:
 
 
 async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
+    if held := await parts.deployer.held(env):
+        say(
+            f"error: {env} holds release {next(iter(held))}: `deploy --switch` or `--discard` it first",
+            error=True,
+        )
+        return 1
     return outcome(await parts.deployer.deploy(env, sha, repo))
+
+
+async def hold(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
+    try:
+        await parts.deployer.hold(env, sha, repo)
+    except (DeployError, StateError) as exc:
+        say(f"error: holding {sha[:8]} for {env} failed: {exc}", error=True)
+        return 1
+    return 0
+
+
+def deploy_repo(args: argparse.Namespace, default: str) -> Path | None:
+    """`deploy`'s repository (None: --switch and --discard need none); bad usage raises."""
+    if args.hold and not args.sha:
+        raise DeployInputError("--hold goes with --sha: the commit to prepare and hold")
+    if not args.sha:
+        return None
+    parse_sha(args.sha)
+    repo = args.repo or (Path(default) if default else None)
+    if repo is None:
+        raise ConfigError("no repository to deploy from: pass --repo or set deploy_repo")
+    return Path(repo)
+
+
+async def deploy_command(parts: DeployParts, args: argparse.Namespace, repo: Path | None) -> int:
+    if args.switch:
+        return outcome(await parts.deployer.switch(args.env, args.switch))
+    if args.discard:
+        await parts.deployer.discard(args.env, args.discard)
+        return 0
+    assert repo is not None
+    return await (hold if args.hold else deploy)(parts, args.env, args.sha, repo)
 
 
 async def rollback(parts: DeployParts, env: PoolName) -> int:
@@ -133,11 +183,24 @@ async def receive(parts: DeployParts, repo: Path, lines: Iterable[str]) -> int:
         except DeployInputError as exc:
             say(f"error: {exc}", error=True)
             code = 1
+    branches = {a.update.ref: a for a in branch_actions(updates)} if parts.branches else {}
     for decision in decide(updates):
+        action = branches.get(decision.update.ref)
+        if action is not None and parts.branches is not None:
+            say(action.why)
+            code = max(code, await branch(parts.branches, action, repo, say))
+            continue
         say(decision.why)
         if decision.env is not None:
-            code = max(code, await deploy(parts, decision.env, decision.update.new, repo))
+            run = hold if parts.hold_pushes else deploy
+            code = max(code, await run(parts, decision.env, decision.update.new, repo))
     return code
+
+
+async def previews(parts: DeployParts, args: argparse.Namespace) -> int:
+    if parts.branches is None:
+        raise DeployError("branch_previews is off: turn it on to deploy and list previews")
+    return await previewcmd.previews(parts.branches, args, say)
 
 
 async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:

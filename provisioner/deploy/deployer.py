@@ -11,7 +11,6 @@ and the result names the server and the task. Servers switched before it stay sw
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import tempfile
 import time
@@ -25,6 +24,7 @@ from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.gitrepo import archive, resolve_commit
 from provisioner.deploy.inventory import DeployPlan, HostVars, Target, plan
 from provisioner.deploy.lock import locked
+from provisioner.deploy.outcome import failed_task, summary
 from provisioner.deploy.releases import release_name
 from provisioner.drain import drain
 from provisioner.errors import ConfigureError, DeployError, HealthError, HostFailed
@@ -36,12 +36,6 @@ from state.model import PoolName, parse_pool
 
 ROLLBACK_PLAYBOOK = "rollback.yml"
 HEALTH_DELAY_S = 0.5
-_TASK = re.compile(r"at task (['\"])(.+?)\1")
-
-
-def failed_task(error: ConfigureError) -> str:
-    found = _TASK.search(str(error))
-    return found.group(2) if found else "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +113,7 @@ class Deployer:
                 record = replace(record, error=str(exc))
             record = replace(record, seconds=time.monotonic() - clock)
             await self.deploys.record(record)
-            await self.notifier.notify(f"{action}.{record.result}", _summary(record))
+            await self.notifier.notify(f"{action}.{record.result}", summary(record))
             return record
 
         return await locked(
@@ -144,6 +138,15 @@ class Deployer:
         return p
 
     async def _deploy(self, env: PoolName, sha: str, repo: Path, started: float) -> dict[str, str]:
+        p, release = await self._build(env, sha, repo, started)
+        live = await self._activate_all(env, p.targets, release)
+        self.say(f"deployed {sha[:8]} to {env}: {len(live)} server(s) on release {release}")
+        return live
+
+    async def _build(
+        self, env: PoolName, sha: str, repo: Path, started: float, **extra: object
+    ) -> tuple[DeployPlan, str]:
+        """A release of `sha` prepared on every server of `env`: built, checked on the side port."""
         await resolve_commit(repo, sha)
         p = await self._targets(env)
         release = release_name(started, sha)
@@ -157,23 +160,27 @@ class Deployer:
                 "switchyard_app_sha": sha,
                 "switchyard_app_archive": str(tar),
                 "switchyard_app_release": release,
+                **extra,
             }
             await self._prepare(env, p.targets, prepare, release)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
+        return p, release
+
+    async def _activate_all(self, env: PoolName, targets: tuple[Target, ...], release: str) -> dict[str, str]:
+        """Server by server, behind the proxies: switch to the prepared `release`."""
         live: dict[str, str] = {}
-        for i, target in enumerate(p.targets):
+        for i, target in enumerate(targets):
             clock = time.monotonic()
             try:
                 report = await self._behind_proxies(
                     env, target, {"switchyard_app_step": "activate", "switchyard_app_release": release}
                 )
             except BaseException:
-                await finish(self._discard(env, p.targets[i + 1 :], release))
+                await finish(self._discard(env, targets[i + 1 :], release))
                 raise
             live[target.host] = str(report.get("current", ""))
             self.say(f"{target.host}: live on {live[target.host]} ({time.monotonic() - clock:.1f}s)")
-        self.say(f"deployed {sha[:8]} to {env}: {len(live)} server(s) on release {release}")
         return live
 
     async def _prepare(
@@ -286,15 +293,3 @@ class Deployer:
             if entry.action == "deploy" and wanted & set(entry.releases.values()):
                 return entry.sha
         return ""
-
-
-def _summary(record: DeployRecord) -> dict[str, object]:
-    found: dict[str, object] = {
-        "env": record.env,
-        "sha": record.sha,
-        "seconds": round(record.seconds, 2),
-        "releases": dict(record.releases),
-    }
-    if record.result == "failed":
-        found.update(failed_host=record.failed_host, failed_task=record.failed_task, error=record.error[:500])
-    return found

@@ -25,7 +25,14 @@ SHA = "a" * 40
     ("args", "code", "message"),
     [
         (["deploy", "--env", "canary", "--sha", SHA], 2, "invalid choice: 'canary'"),
-        (["deploy", "--env", "production"], 2, "the following arguments are required: --sha"),
+        (
+            ["deploy", "--env", "production"],
+            2,
+            "one of the arguments --sha --switch/--promote --discard is required",
+        ),
+        (["deploy", "--env", "production", "--sha", SHA, "--switch", "1a2b3c4d"], 2, "not allowed with"),
+        (["deploy", "--env", "production", "--switch", "1a2b3c4d", "--hold"], 2, "--hold goes with --sha"),
+        (["deploy", "--env", "production", "--switch", "zz"], 2, "sha 'zz' is not a commit id"),
         (["deploy", "--env", "production", "--sha", "abc123"], 2, "sha 'abc123' is not a full commit id"),
         (["deploy", "--env", "production", "--sha", SHA], 2, "no repository to deploy from: pass --repo"),
         (["rollback"], 2, "the following arguments are required: --env"),
@@ -90,7 +97,8 @@ async def test_deploy_failures_that_need_no_server_say_what_to_do(
     assert "no server of the production pool is managed by the provisioner" in done.stderr
     assert "python -m provisioner up --pool production" in done.stderr
 
-    # receive: a garbage line is refused, a feature branch deploys nothing.
+    # receive: a garbage line is refused; a feature branch is a preview, and with no
+    # staging server to run it on, refused with what to do.
     lines = f"garbage\n{SHA} {sha} refs/heads/feature\n"
     done = subprocess.run(
         [str(BIN_DIR / "python"), "-m", "provisioner", "receive", "--repo", str(app_repo.bare)],
@@ -104,7 +112,9 @@ async def test_deploy_failures_that_need_no_server_say_what_to_do(
     )
     assert done.returncode == 1
     assert "error: 'garbage' is not '<old sha> <new sha> <ref>'" in done.stderr
-    assert "refs/heads/feature: not deployed" in done.stdout and "deploying" not in done.stdout
+    assert "refs/heads/feature -> preview feature" in done.stdout and "deploying" not in done.stdout
+    assert "error: preview feature of feature: branch environments go to the staging servers" in done.stderr
+    assert "python -m provisioner up --pool staging" in done.stderr
 
 
 async def test_the_inventory_lists_the_pools_servers_for_ansible(redis_url: str, tmp_path: Path) -> None:

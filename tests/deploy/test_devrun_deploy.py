@@ -79,6 +79,11 @@ def test_the_local_run_says_how_to_push_deploy_look_and_roll_back() -> None:
         "curl -s 127.0.0.1:8080/version",
         f".venv/bin/python -m provisioner releases --env production --redis-url {URL}",
         f".venv/bin/python -m provisioner rollback --env production --redis-url {URL}",
+        f".venv/bin/python -m provisioner up --pool staging --provider local --redis-url {URL}",
+        "git push local HEAD:refs/heads/my-feature",
+        "curl -s -H 'Host: my-feature.preview.localhost' 127.0.0.1:8080/version",
+        f".venv/bin/python -m provisioner previews list --redis-url {URL}",
+        "git push local :refs/heads/my-feature",
     ):
         assert line in text
     assert "git push" not in hints(**common)  # type: ignore[arg-type]

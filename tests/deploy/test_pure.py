@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from provisioner.deploy.deployer import failed_task
 from provisioner.deploy.gitrefs import (
     ZERO_SHA,
     RefUpdate,
@@ -20,6 +19,7 @@ from provisioner.deploy.gitrefs import (
     target_env,
 )
 from provisioner.deploy.inventory import as_ansible, plan
+from provisioner.deploy.outcome import failed_task
 from provisioner.deploy.releases import is_release, previous, release_name, to_prune
 from provisioner.deploy.signature import networks, parse_push, sender_allowed, signature, verify
 from provisioner.errors import ConfigureError, DeployInputError

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from state import DeployStore, KeySpace, connect
 from tests.support import ROOT
-from tests.support.deploy import SICK, AppRepo, current, deploy_env, provisioner_cli, releases, servers
+from tests.support.deploy import SICK, AppRepo, current, hook_env, provisioner_cli, releases, servers
 from tests.support.provisioner import PartsFactory
 
 FAILED_CHECK = "app | wait until the new release answers its health check on the side port"
@@ -25,23 +24,6 @@ FAILED_CHECK = "app | wait until the new release answers its health check on the
 async def health(url: str) -> object:
     async with aiohttp.ClientSession() as session, session.get(url + "/health") as response:
         return await response.json()
-
-
-def hook_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
-    """What `git push` runs with. The Redis URL is not in it: the hook reads it from the
-    repository's git config, where hooks/install wrote it. The hook's Python is a wrapper
-    that notes any GIT_* variable reaching it, then runs the real one."""
-    wrapper = tmp_path / "python"
-    wrapper.write_text(
-        f"#!/bin/sh\n{{ echo run; env | grep '^GIT_' || true; }} >> {tmp_path / 'hook-env.log'}\n"
-        f'exec {sys.executable} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    env = deploy_env(
-        redis_url, tmp_path, PROVISIONER_DEPLOY_KEEP_RELEASES="2", SWITCHYARD_PYTHON=str(wrapper)
-    )
-    del env["REDIS_URL"]
-    return env
 
 
 @pytest.mark.slow
@@ -62,7 +44,8 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
     )
     assert installed.returncode == 0, installed.stderr
     assert os.readlink(app_repo.bare / "hooks" / "post-receive") == str(ROOT / "hooks" / "post-receive")
-    env = hook_env(redis_url, tmp_path)
+    # Branch environments are tests/deploy/test_branch_previews.py's: off here.
+    env = hook_env(redis_url, tmp_path, PROVISIONER_BRANCH_PREVIEWS="false")
 
     # main -> production, and only production.
     first = app_repo.commit("first")

@@ -199,6 +199,7 @@ def test_snapshot_to_json_is_plain_json() -> None:
         alert=Alert(by="monitor", reason="latency", at=3.0),
         flags={"zeta": False, "alpha": True, "disableSET": True},
         flag_routes=decode_flag_routes({"beta": json.dumps(["/beta"])}),
+        previews={"feature-x": ("http://d:4",)},
     )
     body = snap.to_json()
     assert json.loads(json.dumps(body)) == body
@@ -214,6 +215,7 @@ def test_snapshot_to_json_is_plain_json() -> None:
             "disableSET": {"on": True, "kind": "boolean"},
             "zeta": {"on": False, "kind": "boolean"},
         },
+        "previews": {"feature-x": ["http://d:4"]},
     }
     assert list(body["flags"]) == ["alpha", "disableSET", "zeta"]  # type: ignore[call-overload]
     assert snap.pool("production") == snap.production

@@ -17,6 +17,8 @@ class Backend:
     hits: int = 0
     seen: list[dict[str, object]] = field(default_factory=list)
     server: TestServer | None = None
+    bodies: list[bytes] = field(default_factory=list)  # every request's body, in order
+    fail_first: int = 0  # answer this many requests 500 first (a receiver that is down a moment)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -50,4 +52,8 @@ class Backend:
             "body_len": len(body),
         }
         self.seen.append(record)
+        self.bodies.append(body)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.json_response(record, status=500, headers={"X-Backend": self.name})
         return web.json_response(record, headers={"X-Backend": self.name})

@@ -102,3 +102,32 @@ def current(record: ServerRecord) -> Path:
 
 def releases(record: ServerRecord) -> list[str]:
     return sorted(p.name for p in (Path(record.ref) / "releases").iterdir())
+
+
+def hook_env(redis_url: str, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """What `git push` runs with. The Redis URL is not in it: the hook reads it from the
+    repository's git config, where hooks/install wrote it. The hook's Python is a wrapper
+    that notes any GIT_* variable reaching it, then runs the real one."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        f"#!/bin/sh\n{{ echo run; env | grep '^GIT_' || true; }} >> {tmp_path / 'hook-env.log'}\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = deploy_env(
+        redis_url, tmp_path, PROVISIONER_DEPLOY_KEEP_RELEASES="2", SWITCHYARD_PYTHON=str(wrapper), **settings
+    )
+    del env["REDIS_URL"]
+    return env
+
+
+def install_hooks(repo: AppRepo, redis_url: str) -> None:
+    """hooks/install into the bare repository, pointed at this test's Redis."""
+    done = subprocess.run(
+        [str(ROOT / "hooks" / "install"), "--redis-url", redis_url, str(repo.bare)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,134 @@
+"""Release previews: a release prepared on every server and left running on its side
+port, published as preview `<short sha>` while production serves on; `switch` makes it
+live as a deploy does (server by server, behind the proxies), `discard` removes it.
+
+A hold is not a deploy: it changes nothing live, so it goes into no deploy history
+(a new server must get the live commit, not a held one). The switch is the deploy.
+One release is held per environment at a time: the side port is the servers' one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from provisioner.deploy.deployer import Deployer
+from provisioner.deploy.gitrefs import parse_sha
+from provisioner.deploy.inventory import Target
+from provisioner.deploy.lock import locked
+from provisioner.errors import DeployError, DeployInputError
+from state import DeployRecord
+from state.model import PoolName, parse_pool
+from state.previews import Preview
+from state.previewstore import PreviewStore
+
+_SHORT = re.compile(r"[0-9a-f]{7,40}")
+T = TypeVar("T")
+
+
+def side_url(target: Target) -> str:
+    """Where a held release answers on `target`: its side port (the app role's default:
+    the app's port + 1)."""
+    vars_ = target.host_vars
+    parts = urlsplit(target.url)
+    port = (
+        vars_.get("switchyard_app_check_port") or int(str(vars_.get("switchyard_app_port") or parts.port)) + 1
+    )
+    host = parts.hostname or "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def held_in(previews: Mapping[str, Preview], env: str) -> dict[str, Preview]:
+    return {n: p for n, p in previews.items() if p.kind == "release" and p.env == env}
+
+
+class ReleaseHolds(Deployer):
+    """The deployer, with releases held at a preview before they go live."""
+
+    def __init__(self, *, previews: PreviewStore, url_of: Callable[[str], str], **parts: Any) -> None:
+        super().__init__(**parts)
+        self.previews = previews
+        self.url_of = url_of
+
+    async def held(self, env: PoolName) -> dict[str, Preview]:
+        return held_in(await self.previews.previews(), env)
+
+    async def hold(self, env: PoolName, sha: str, repo: Path) -> Preview:
+        """Prepare `sha` on every server of `env` and keep it running at preview <short sha>."""
+        env, sha = parse_pool(env), parse_sha(sha)
+
+        async def run() -> Preview:
+            if found := await self.held(env):
+                raise DeployError(
+                    f"{env} holds release {next(iter(found))} already: `deploy --switch` or"
+                    " `deploy --discard` it first"
+                )
+            p, release = await self._build(env, sha, repo, time.time(), switchyard_app_hold=True)
+            now = time.time()
+            backends = tuple(sorted(side_url(t) for t in p.targets))
+            preview = Preview(backends, "release", sha, "", now, now, env=env, release=release)
+            name = sha[:8]
+            await self.previews.put_preview(name, preview)
+            url = self.url_of(name)
+            self.say(f"release {release} of {sha[:8]} held on {len(backends)} server(s): preview {url}")
+            self.say(f"make it live: python -m provisioner deploy --env {env} --switch {name}")
+            await self.notifier.notify("deploy.held", {"env": env, "sha": sha, "url": url, "preview": name})
+            return preview
+
+        return await self._held_lock(env, run)
+
+    async def switch(self, env: PoolName, sha: str) -> DeployRecord:
+        """Make the held release live, as a deploy: server by server behind the proxies."""
+        env = parse_pool(env)
+        name, preview = await self._find(env, sha)
+
+        async def op(_started: float) -> dict[str, str]:
+            p = await self._targets(env)
+            self.say(f"switching {env} to held release {preview.release} ({preview.sha[:8]})")
+            live = await self._activate_all(env, p.targets, preview.release)
+            await self.previews.remove_preview(name)
+            self.say(
+                f"deployed {preview.sha[:8]} to {env}: {len(live)} server(s) on release {preview.release}"
+            )
+            return live
+
+        return await self._locked(env, "deploy", preview.sha, op)
+
+    async def discard(self, env: PoolName, sha: str) -> None:
+        """Stop the held release and remove it from every server; its preview goes."""
+        env = parse_pool(env)
+        name, preview = await self._find(env, sha)
+
+        async def run() -> None:
+            p = await self._targets(env)
+            await self._discard(env, p.targets, preview.release)
+            await self.previews.remove_preview(name)
+            self.say(f"held release {preview.release} of {preview.sha[:8]} discarded; preview {name} removed")
+            await self.notifier.notify("deploy.discarded", {"env": env, "sha": preview.sha, "preview": name})
+
+        await self._held_lock(env, run)
+
+    async def _find(self, env: PoolName, sha: str) -> tuple[str, Preview]:
+        text = sha.strip().lower()
+        if not _SHORT.fullmatch(text):
+            raise DeployInputError(f"sha {sha[:60]!r} is not a commit id: give 7 to 40 hex digits")
+        found = [(n, p) for n, p in (await self.held(env)).items() if p.sha.startswith(text)]
+        if not found:
+            raise DeployError(f"{env} holds no release of {text}: `deploy --hold` one first")
+        return found[0]
+
+    async def _held_lock(self, env: PoolName, op: Callable[[], Awaitable[T]]) -> T:
+        limits = self.settings
+        return await locked(
+            self.deploys,
+            env,
+            self.actor,
+            op,
+            ttl_s=limits.lock_ttl_s,
+            wait_s=limits.lock_wait_s,
+            say=self.say,
+        )
