@@ -87,6 +87,13 @@ class ProxyConfig:
     reuse_port: bool = False
     # off, - (standard error) or a file path; written by a thread, never by the event loop
     access_log: str = "off"
+    # Progressive rollouts: every proxy runs the controller; the lease holder leads.
+    rollout_controller: bool = True
+    rollout_tick_s: float = 0.25
+    rollout_lease_s: float = 3.0
+    rollout_min_requests: int = 200  # canary requests in a step's window before the judge decides
+    # Secret: only from PROXY_ROLLOUT_CHAT_WEBHOOK_URL (a Slack-compatible incoming webhook).
+    rollout_chat_webhook_url: str | None = dataclasses.field(default=None, repr=False)
 
 
 def _network(value: str) -> str:
@@ -103,7 +110,11 @@ SPEC = Spec(
     env_prefix=ENV_PREFIX,
     error=ConfigError,
     aliases={"REDIS_URL": "redis_url"},
-    secrets={"admin_token": "PROXY_ADMIN_TOKEN", "flags_key": "PROXY_FLAGS_KEY"},
+    secrets={
+        "admin_token": "PROXY_ADMIN_TOKEN",
+        "flags_key": "PROXY_FLAGS_KEY",
+        "rollout_chat_webhook_url": "PROXY_ROLLOUT_CHAT_WEBHOOK_URL",
+    },
     checks={
         "retry_budget_ratio": at_most(1, form="a share between 0 and 1, such as 0.2"),
         "health_check_path": prefixed("/", form="a path such as /health"),
@@ -111,6 +122,7 @@ SPEC = Spec(
         "log_level": LOG_LEVEL,
         "log_format": LOG_FORMAT,
         "trusted_proxies": _network,
+        "rollout_chat_webhook_url": prefixed("http://", "https://", form="an http:// or https:// URL"),
     },
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),

@@ -60,11 +60,12 @@ class RolloutStore(Accessor):
         revision: int,
         record: Record,
         *,
-        audited: tuple[object, object],
+        audited: tuple[object, object] | None,
         notices: Sequence[Mapping[str, object]] = (),
         deploy: tuple[str, str] | None = None,
     ) -> bool:
         """Write `record` if the stored one is still at `revision`; False if it was not.
+        `audited` is (before, after) for the audit log (None: a bookkeeping write);
         `deploy` is (request id, sha): a deploy request, queued in the same transaction."""
         return await self._write(revision, record, audited=audited, notices=notices, deploy=deploy)
 
@@ -73,7 +74,7 @@ class RolloutStore(Accessor):
         revision: int | None,
         record: Record,
         *,
-        audited: tuple[object, object],
+        audited: tuple[object, object] | None,
         replaceable: Callable[[Record], bool] | None = None,
         notices: Sequence[Mapping[str, object]] = (),
         deploy: tuple[str, str] | None = None,
@@ -98,7 +99,8 @@ class RolloutStore(Accessor):
                             return False
                         pipe.multi()
                         pipe.set(k.rollout, json.dumps({**record, "revision": held + 1}))
-                        audit(pipe, k, "rollout", audited[0], audited[1], who=self.actor)
+                        if audited is not None:
+                            audit(pipe, k, "rollout", audited[0], audited[1], who=self.actor)
                         self._queue(pipe, str(record.get("id", "")), notices, deploy)
                         await pipe.execute()
                         return True

@@ -184,7 +184,7 @@ def _settled(t: Transition) -> Transition:
     """The rollout with `target` set to the weight its actions set last."""
     rollout, actions = t
     weights = [a.percent for a in actions if isinstance(a, SetWeight)]
-    return (replace(rollout, target=weights[-1]) if weights else rollout), actions
+    return (replace(rollout, target=weights[-1], applied=False) if weights else rollout), actions
 
 
 def start(

@@ -88,6 +88,7 @@ class Rollout:
     history: tuple[Judged, ...] = ()
     deploy_request: str = ""  # the id of the deploy asked for on promotion
     target: int = 0  # the weight this rollout set last (what every proxy should route by)
+    applied: bool = False  # whether `target` was written: a leader that died before leaves it False
     revision: int = 0  # bumped by every write: a step is judged by one writer only
 
     @property
