@@ -22,8 +22,7 @@ from proxy.rollout.apply import commit, reconcile
 from proxy.rollout.machine import Transition
 from proxy.rollout.model import Rollout, RolloutError, Status
 from proxy.rollout.notify import Courier
-from proxy.snapshots import SnapshotFollower
-from state import StateError, StateStore
+from state import Snapshot, StateError, StateStore
 from state.rollouts import RolloutStore
 from state.tasks import stop_tasks
 
@@ -47,7 +46,7 @@ class RolloutController:
         self,
         rollouts: RolloutStore,
         store: StateStore,
-        snapshots: SnapshotFollower,
+        routing: Callable[[], Snapshot],
         windows: WindowReader,
         *,
         courier: Courier,
@@ -59,7 +58,7 @@ class RolloutController:
     ) -> None:
         self.rollouts = rollouts
         self.store = store
-        self.snapshots = snapshots
+        self.routing = routing  # the proxy's current snapshot (for the alert)
         self.windows = windows
         self.courier = courier
         self.instance_id = instance_id
@@ -127,7 +126,7 @@ class RolloutController:
         return after
 
     async def _event(self, r: Rollout) -> Transition | None:
-        snap = self.snapshots.snapshot
+        snap = self.routing()
         if r.status is Status.RUNNING and snap.alert is not None:
             return machine.alert(r, snap.alert.reason)
         now = self.clock()

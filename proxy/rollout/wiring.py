@@ -34,7 +34,7 @@ class Rollouts:
         self.controller = RolloutController(
             self.store,
             store,
-            snapshots,
+            lambda: snapshots.snapshot,
             windows,
             courier=Courier(self.store, ChatWebhook(url) if url else None),
             instance_id=instance_id,

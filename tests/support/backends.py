@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -17,6 +18,10 @@ class Backend:
     hits: int = 0
     seen: list[dict[str, object]] = field(default_factory=list)
     server: TestServer | None = None
+    delay_s: float = 0.0  # added before every answer: a slower version
+    fail_every: int = 0  # every Nth request answers 500 (20: five points of 5xx)
+    fail_first: int = 0  # the first N requests answer 500 (a webhook that is down, then up)
+    bodies: list[bytes] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -50,4 +55,8 @@ class Backend:
             "body_len": len(body),
         }
         self.seen.append(record)
-        return web.json_response(record, headers={"X-Backend": self.name})
+        self.bodies.append(body)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        failing = self.hits <= self.fail_first or (self.fail_every and self.hits % self.fail_every == 0)
+        return web.json_response(record, status=500 if failing else 200, headers={"X-Backend": self.name})
