@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+import redis.asyncio as aioredis
 from pytest_aiohttp import AiohttpServer
 
 from proxy.analysis import Histogram, VersionWindow
@@ -18,7 +19,7 @@ from proxy.rollout import operate
 from proxy.rollout.controller import RolloutController
 from proxy.rollout.model import Plan, Rollout, Status
 from proxy.rollout.notify import ChatWebhook, Courier
-from state import KeySpace, Snapshot, StateStore, connect
+from state import Alert, KeySpace, Snapshot, StateStore, connect
 from state.rollouts import DeployRequests, RolloutStore
 from tests.support.backends import Backend
 from tests.support.wait import eventually
@@ -52,7 +53,7 @@ class Source:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[object]:
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = connect(redis_url)
     yield client
     await client.aclose()
@@ -62,10 +63,10 @@ def controller(
     client: object, source: Source, name: str, chat: ChatWebhook | None = None
 ) -> RolloutController:
     keys = KeySpace()
-    rollouts = RolloutStore(client, keys, actor=f"proxy:{name}")  # type: ignore[arg-type]
+    rollouts = RolloutStore(client, keys, actor=f"proxy:{name}")
     return RolloutController(
         rollouts,
-        StateStore(client, keys, actor=f"proxy:{name}"),  # type: ignore[arg-type]
+        StateStore(client, keys, actor=f"proxy:{name}"),
         lambda: source.snapshot,
         source.read,
         courier=Courier(rollouts, chat, retry_s=0.01),
@@ -81,7 +82,7 @@ async def begin(c: RolloutController, plan: Plan, release: str = "abc123") -> Ro
     return await operate.start(c.rollouts, c.store, plan, release)
 
 
-async def test_each_passing_step_sets_its_weight_and_the_last_promotes(redis: object) -> None:
+async def test_each_passing_step_sets_its_weight_and_the_last_promotes(redis: aioredis.Redis) -> None:
     source = Source()
     c = controller(redis, source, "a")
     r = await begin(c, Plan(steps=(10, 50, 100), step_s=60))
@@ -98,7 +99,7 @@ async def test_each_passing_step_sets_its_weight_and_the_last_promotes(redis: ob
     assert source.asked[0][0] == r.started_at  # each window starts where its step began
 
 
-async def test_a_failing_canary_aborts_at_weight_zero_with_audit_and_a_notice(redis: object) -> None:
+async def test_a_failing_canary_aborts_at_weight_zero_with_audit_and_a_notice(redis: aioredis.Redis) -> None:
     source = Source()
     c = controller(redis, source, "a")
     r = await begin(c, Plan(steps=(10, 100), step_s=5))
@@ -114,7 +115,7 @@ async def test_a_failing_canary_aborts_at_weight_zero_with_audit_and_a_notice(re
     assert found is not None and found[1]["kind"] == "aborted" and found[1]["details"]
 
 
-async def test_two_leaders_at_once_judge_a_step_only_once(redis: object) -> None:
+async def test_two_leaders_at_once_judge_a_step_only_once(redis: aioredis.Redis) -> None:
     source = Source()
     a, b = controller(redis, source, "a"), controller(redis, source, "b")
     r = await begin(a, Plan(steps=(10, 50, 100), step_s=5))
@@ -126,7 +127,7 @@ async def test_two_leaders_at_once_judge_a_step_only_once(redis: object) -> None
     assert [j.step for j in stored.history] == [0] and stored.step == 1
 
 
-async def test_only_the_lease_holder_advances_and_the_next_takes_over(redis: object) -> None:
+async def test_only_the_lease_holder_advances_and_the_next_takes_over(redis: aioredis.Redis) -> None:
     source = Source()
     a, b = controller(redis, source, "a"), controller(redis, source, "b")
     r = await begin(a, Plan(steps=(10, 50, 100), step_s=5))
@@ -152,7 +153,7 @@ async def _took_over(c: RolloutController) -> bool:
     return c.leading.is_set()
 
 
-async def test_an_unwritten_weight_is_written_by_the_next_leader(redis: object) -> None:
+async def test_an_unwritten_weight_is_written_by_the_next_leader(redis: aioredis.Redis) -> None:
     source = Source()
     c = controller(redis, source, "a")
     r = await begin(c, Plan(steps=(10, 100), step_s=5))
@@ -164,7 +165,7 @@ async def test_an_unwritten_weight_is_written_by_the_next_leader(redis: object) 
     assert r.target == 10
 
 
-async def test_an_alert_pauses_the_rollout_and_clearing_it_does_not_resume(redis: object) -> None:
+async def test_an_alert_pauses_the_rollout_and_clearing_it_does_not_resume(redis: aioredis.Redis) -> None:
     source = Source()
     c = controller(redis, source, "a")
     r = await begin(c, Plan(steps=(10, 100), step_s=5))
@@ -174,10 +175,10 @@ async def test_an_alert_pauses_the_rollout_and_clearing_it_does_not_resume(redis
     source.snapshot = Snapshot()
     source.now = r.started_at + 100
     await c.tick()
-    assert c.current.status is Status.PAUSED and c.current.history == ()
+    assert _status(c) is Status.PAUSED and c.current.history == ()
 
 
-async def _alert(c: RolloutController) -> object:
+async def _alert(c: RolloutController) -> Alert | None:
     await c.store.set_alert("cpu 97%")
     return (await c.store.read_snapshot()).alert
 
@@ -198,12 +199,12 @@ async def test_a_finished_rollout_asks_the_provisioner_to_deploy_then_restores_t
     assert (request.sha, request.rollout) == ("feedbeef", r.id)
     await worker.done(request, ok=True, detail="deployed to 2 servers")
     await c.tick()
-    assert c.current.status is Status.DONE
+    assert _status(c) is Status.DONE
     assert (await c.store.read_snapshot()).weight == 0
 
 
 async def test_notices_reach_the_chat_webhook_and_a_failing_webhook_is_retried(
-    redis: object, aiohttp_server: AiohttpServer
+    redis: aioredis.Redis, aiohttp_server: AiohttpServer
 ) -> None:
     hook = Backend("chat", fail_first=2)
     hook.served_by(await aiohttp_server(hook.app(), access_log=None))
@@ -223,3 +224,7 @@ async def test_notices_reach_the_chat_webhook_and_a_failing_webhook_is_retried(
     payload = json.loads(hook.bodies[-1])
     assert "aborted" in payload["text"] and "errors FAIL" in payload["attachments"][0]["text"]
     assert await c.rollouts.next_notice() is None
+
+
+def _status(c: RolloutController) -> Status | None:
+    return None if c.current is None else c.current.status
