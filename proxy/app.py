@@ -22,7 +22,8 @@ from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
-from state import KeySpace, StateError, StateStore, connect
+from proxy.statsflush import StatsFlusher
+from state import KeySpace, StateError, StateStore, VersionStatsStore, connect
 from state.tasks import stop_tasks
 
 log = logging.getLogger("proxy")
@@ -52,6 +53,10 @@ class ProxyApp:
             Limits.from_config(config),
             control=disable_handler(self.store, config.admin_token),
         )
+        self.version_stats = VersionStatsStore(
+            self.redis, keys, bucket_s=config.stats_bucket_s, retention_s=config.stats_retention_s
+        )
+        self.flusher = StatsFlusher(self.version_stats, self.ctx.version_counters, self.instance_id)
         self.registry = CollectorRegistry()
         self.registry.register(
             StatsCollector(
@@ -70,6 +75,7 @@ class ProxyApp:
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None
         self._started = time.time()
         self._stopped = False
 
@@ -104,6 +110,8 @@ class ProxyApp:
         await web.SockSite(self.admin_runner, sock).start()
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         self._sweeper = asyncio.create_task(self.ctx.sweep_forever(), name="timeouts")
+        if cfg.version_stats:
+            self._flush = asyncio.create_task(self.flusher.run(), name="version-stats")
         if cfg.health_check_interval_s > 0:
             self._checker = asyncio.create_task(
                 check_forever(
@@ -141,7 +149,9 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
-        await stop_tasks((self._heartbeat, self._sweeper, self._checker), 5.0)
+        await stop_tasks((self._heartbeat, self._sweeper, self._checker, self._flush), 5.0)
+        if self._flush is not None:
+            await self.flusher.final_flush()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.snapshots.stop()

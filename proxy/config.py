@@ -87,6 +87,10 @@ class ProxyConfig:
     reuse_port: bool = False
     # off, - (standard error) or a file path; written by a thread, never by the event loop
     access_log: str = "off"
+    # Per-version counts for `proxy stats` and the rollout judge (off only for the bench).
+    version_stats: bool = True
+    stats_bucket_s: int = 10
+    stats_retention_s: int = 86400
     # Progressive rollouts: every proxy runs the controller; the lease holder leads.
     rollout_controller: bool = True
     rollout_tick_s: float = 0.25

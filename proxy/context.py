@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from proxy.analysis import VersionCounter
 from proxy.balancer import Balancer
 from proxy.config import ProxyConfig
 from proxy.logs import AccessLog
@@ -82,6 +83,7 @@ class Limits:
     outlier_consecutive_failures: int = _DEFAULT.outlier_consecutive_failures
     outlier_base_ejection_s: float = _DEFAULT.outlier_base_ejection_s
     outlier_max_ejection_s: float = _DEFAULT.outlier_max_ejection_s
+    version_stats: bool = _DEFAULT.version_stats
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> Limits:
@@ -117,6 +119,10 @@ class ProxyContext:
             max_ejection_s=limits.outlier_max_ejection_s,
         )
         self.stats = Stats(self.outliers, self.retry_budget)
+        # Empty when off: the data path then finds no counter for any version.
+        self.version_counters: dict[str, VersionCounter] = (
+            {"production": VersionCounter(), "staging": VersionCounter()} if limits.version_stats else {}
+        )
         self._view_of: Snapshot | None = None
         self._view_generation = -1
         self._view = Snapshot()

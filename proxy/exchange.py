@@ -131,12 +131,11 @@ class Exchange(ResponseSide):
     # ---- request side -------------------------------------------------------
 
     def start(self) -> None:
-        client = self.client
         ctx = self.ctx
         ctx.retry_budget.deposit()
         snap = ctx.view()
         if ctx.control is not None and self.target.startswith(b"/disable/"):
-            client.run_task(self._reply_from(ctx.control(self)))
+            self.client.run_task(self._reply_from(ctx.control(self)))
             return
         if snap.flags_on and snap.flag_routes:
             flag = blocking_flag(snap, normalise_path(self.target.decode("latin-1")))
@@ -158,6 +157,8 @@ class Exchange(ResponseSide):
             self.fail(NoBackend("no backend is registered: add one with `python -m proxy pool add`"))
             return
         self.version = decision.version
+        if (counter := ctx.version_counters.get(decision.version)) is not None:
+            counter.request()
         if self.method in IDEMPOTENT or self.idempotency_key:
             self.replay = []
         self._go(ctx.balancer.pick(pool), snap)
@@ -176,7 +177,7 @@ class Exchange(ResponseSide):
         try:
             conn = await self.ctx.upstreams.connect(backend)
         except ProxyError as exc:
-            self.upstream_failed(exc, retry=True)
+            self.upstream_failed(exc, retry=True, kind="connect")
             return
         if self.client.closed:
             conn.close()
@@ -243,8 +244,7 @@ class Exchange(ResponseSide):
     def request_complete(self) -> None:
         self.request_done = True
         if self.head_sent:
-            # The response timer starts here: a client slow to send its body is
-            # not the backend's delay.
+            # The response timer starts here: a client slow to send its body is not the backend's delay.
             self.sent_at = self.ctx.loop.time()
             if self.chunked and self.upstream is not None:
                 self.upstream.write(LAST_CHUNK)

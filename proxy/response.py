@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from typing import Protocol
 
+from proxy.analysis.counts import UpstreamError
 from proxy.context import ProxyContext
 from proxy.errors import BadGateway, GatewayTimeout, ProxyError
 from proxy.forward import interim_head, response_head, switch_head
@@ -55,7 +56,7 @@ class Answering(Protocol):
     retried: bool
     sent_at: float
 
-    def upstream_failed(self, exc: ProxyError, *, retry: bool) -> None: ...
+    def upstream_failed(self, exc: ProxyError, *, retry: bool, kind: UpstreamError) -> None: ...
     def replay_on(self, failed: str, backend: str, snap: Snapshot) -> None: ...
     def fail(self, exc: ProxyError) -> None: ...
     def abandon(self) -> None: ...
@@ -71,9 +72,10 @@ class ResponseSide:
     # mypy takes the methods' assignments for this class's own attributes: say what it is.
     upstream: UpstreamConnection | None
 
-    def upstream_failed(self: Answering, exc: ProxyError, *, retry: bool) -> None:
+    def upstream_failed(self: Answering, exc: ProxyError, *, retry: bool, kind: UpstreamError) -> None:
         """The attempt on `self.backend` failed before any response byte: count it
-        against the backend and, when safe and within budget, try another one."""
+        against the backend and, when safe and within budget, try another one. Only
+        the attempt that ends the request counts as its version's upstream error."""
         ctx = self.ctx
         backend = self.backend
         if backend is not None:
@@ -92,12 +94,17 @@ class ResponseSide:
                 self.retried = True
                 self.replay_on(backend, ctx.balancer.pick(others), snap)
                 return
+        counter = ctx.version_counters.get(self.version)
+        if counter is not None:
+            counter.upstream_error(kind)
         self.fail(exc)
 
     def on_upstream_head(
         self: Answering, status: int, minor: int, headers: list[tuple[bytes, bytes]]
     ) -> None:
         if status == 101 and self.upgrade is not None:
+            if (counter := self.ctx.version_counters.get(self.version)) is not None:
+                counter.answered(status)
             self.status = status
             self.response_started = True
             self.out.append(switch_head(headers, self.upgrade))
@@ -109,8 +116,15 @@ class ResponseSide:
         self.status = status
         self.response_started = True
         ctx = self.ctx
+        counter = ctx.version_counters.get(self.version)
         if self.request_done:
-            ctx.stats.observe_latency(self.version, ctx.loop.time() - self.sent_at)
+            latency = ctx.loop.time() - self.sent_at
+            ctx.stats.observe_latency(self.version, latency)
+            if counter is not None:
+                counter.response(status, latency)
+        elif counter is not None:
+            # Answered before the whole request was sent: no latency to speak of.
+            counter.answered(status)
         if self.backend is not None:
             if status >= 500:
                 ctx.upstream_failed(self.backend, self.version)
@@ -189,7 +203,7 @@ class ResponseSide:
             exc = BadGateway(f"{self.backend} closed the connection before responding", backend=self.backend)
         # No byte of a response came back: nothing was half-done that a retry repeats twice,
         # unless the method is unsafe, which `replay` (None then) already rules out.
-        self.upstream_failed(exc, retry=conn is not None and not conn.got_bytes)
+        self.upstream_failed(exc, retry=conn is not None and not conn.got_bytes, kind="reset")
 
     def on_upstream_upgrade(self: Answering, first: bytes) -> None:
         """The upstream switched protocols (its 101 is already written)."""
@@ -213,7 +227,9 @@ class ResponseSide:
         self.abandon()
         # The backend may be working on it still: never retried.
         self.upstream_failed(
-            GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend), retry=False
+            GatewayTimeout(f"{self.backend} sent no response in time", backend=self.backend),
+            retry=False,
+            kind="timeout",
         )
 
 

@@ -29,6 +29,7 @@ from state.presence import AuditEntry, InstanceInfo
 from state.scaling import ScaleQueue, ScaleRequest
 from state.servers import SERVER_STATES, ScaleMarks, ServerRecord, ServerRegistry, parse_server_id
 from state.store import Change, State, StateStore
+from state.versionstats import UNKNOWN_RELEASE, StatsSpan, VersionStatsStore
 
 __all__ = [
     "DEFAULT_FLAG_ROUTES",
@@ -59,6 +60,9 @@ __all__ = [
     "StateError",
     "StateStore",
     "StateUnavailable",
+    "StatsSpan",
+    "UNKNOWN_RELEASE",
+    "VersionStatsStore",
     "connect",
     "monitored_hosts",
     "parse_backend_url",

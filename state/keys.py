@@ -175,6 +175,17 @@ class KeySpace:
         requester asks only once while one is being served."""
         return f"{self.prefix}scale:pending:{pool}"
 
+    def version_stats(self, bucket_start: int) -> str:
+        """HASH with EXPIREAT: every proxy's per-version counts over one time bucket starting at
+        `bucket_start` (epoch seconds); field "<pool>:<release>:<counter>" -> count, added
+        with HINCRBY (state/versionstats.py)."""
+        return f"{self.prefix}vstats:{bucket_start}"
+
+    def version_stats_applied(self, writer: str) -> str:
+        """STRING with TTL: the id of the last batch of counts one proxy added, so a batch
+        sent again after a lost reply is not counted twice."""
+        return f"{self.prefix}vstats:applied:{writer}"
+
     def watched(self) -> tuple[str, ...]:
         """The keys that make up a routing snapshot."""
         return (

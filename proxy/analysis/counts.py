@@ -111,6 +111,11 @@ class VersionCounter:
         self.responses[klass if 0 < klass < 6 else 0] += 1
         self.latency[bucket_index(latency_s)] += 1
 
+    def answered(self, status: int) -> None:
+        """A response with no latency to record (it came before the request was all sent)."""
+        klass = status // 100
+        self.responses[klass if 0 < klass < 6 else 0] += 1
+
     def upstream_error(self, kind: UpstreamError) -> None:
         self.upstream_errors[UPSTREAM_ERRORS.index(kind)] += 1
 
