@@ -1,7 +1,8 @@
 """The rollout state machine, pure: a rollout and an event in, the next rollout and
 what to do out. No I/O, no clock: `now` is an argument.
 
-PASS moves to the next step; FAIL aborts (weight 0); INCONCLUSIVE waits another
+PASS moves to the next step (a step at 100% is the promotion: with all traffic on
+the canary there is no production left to judge it against); FAIL aborts (weight 0); INCONCLUSIVE waits another
 step-s on the same window, up to `max_inconclusive` times, then holds: never a
 promotion on no data. An alert pauses a running rollout; nothing resumes one but a
 person, and nothing resumes an aborted one. After the last step comes promotion.
@@ -89,7 +90,8 @@ def _judged(rollout: Rollout, verdict: Verdict, now: float) -> Transition:
             held = replace(r, status=Status.HELD, reason=reason, inconclusive=waits)
             return held, (Notify("held", f"rollout {r.id} held: {reason}", details),)
         return replace(r, inconclusive=waits, due_at=now + r.plan.step_s), ()
-    if r.step + 1 < len(r.plan.steps):
+    # A step at 100% leaves production no traffic to compare with: reaching it is the promotion.
+    if r.step + 1 < len(r.plan.steps) and r.plan.steps[r.step + 1] < 100:
         step = r.step + 1
         nxt = replace(r, step=step, step_started=now, due_at=now + r.plan.step_s, inconclusive=0, reason="")
         return nxt, (SetWeight(r.plan.steps[step]),)

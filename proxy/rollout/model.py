@@ -42,6 +42,8 @@ class Plan:
             raise RolloutError("steps must be percentages 1-100, such as 5,10,25,50,100")
         if list(self.steps) != sorted(set(self.steps)):
             raise RolloutError("steps must rise, each once, such as 5,10,25,50,100")
+        if self.steps[0] == 100:
+            raise RolloutError("steps need one below 100: the judge compares the canary with production")
         if not 0 < self.step_s <= 86_400:
             raise RolloutError("step-s must be a number of seconds above 0, at most 86400")
         if not 0 <= self.max_inconclusive <= 1000:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -22,6 +23,7 @@ class Backend:
     fail_every: int = 0  # every Nth request answers 500 (20: five points of 5xx)
     fail_first: int = 0  # the first N requests answer 500 (a webhook that is down, then up)
     bodies: list[bytes] = field(default_factory=list)
+    first_hit_at: float = 0.0  # wall-clock time of the first request
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -46,6 +48,7 @@ class Backend:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
+        self.first_hit_at = self.first_hit_at or time.time()
         body = await request.read()
         record = {
             "backend": self.name,

@@ -43,12 +43,20 @@ class LoadResult:
 
 class Load:
     def __init__(
-        self, port: int, *, concurrency: int = 8, path: str = "/", max_requests: int = 200_000
+        self,
+        port: int,
+        *,
+        concurrency: int = 8,
+        path: str = "/",
+        max_requests: int = 200_000,
+        pause_s: float = 0.0,
     ) -> None:
         self.port = port
         self.concurrency = concurrency
         self.request = b"GET %s HTTP/1.1\r\nHost: load\r\n\r\n" % path.encode()
         self.max_requests = max_requests
+        # Between one client's requests: with one client, 1.0 is about one request a second.
+        self.pause_s = pause_s
         self.result = LoadResult()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +84,7 @@ class Load:
     async def _client(self) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         used = 0
-        while not self._stop.is_set() and self.sent < self.max_requests:
+        while await self._another():
             self.sent += 1
             try:
                 if conn is None:
@@ -109,6 +117,13 @@ class Load:
             conn[1].close()
             with contextlib.suppress(Exception):
                 await conn[1].wait_closed()
+
+    async def _another(self) -> bool:
+        """Whether to send another request, after `pause_s` (cut short by a stop)."""
+        if self.pause_s and self.sent and not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.pause_s)
+        return not self._stop.is_set() and self.sent < self.max_requests
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bool]:
         try:

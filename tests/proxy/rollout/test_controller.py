@@ -92,10 +92,8 @@ async def test_each_passing_step_sets_its_weight_and_the_last_promotes(redis: ai
         source.now += 61
         await c.tick()
         assert (await c.store.read_snapshot()).weight == expected
-    source.now += 61
-    await c.tick()
     assert c.current is not None and c.current.status is Status.DONE
-    assert [j.outcome for j in c.current.history] == ["PASS"] * 3
+    assert [j.outcome for j in c.current.history] == ["PASS"] * 2
     assert source.asked[0][0] == r.started_at  # each window starts where its step began
 
 
@@ -189,7 +187,7 @@ async def test_a_finished_rollout_asks_the_provisioner_to_deploy_then_restores_t
     source = Source()
     c = controller(redis, source, "a")
     await c.store.set_weight(0)
-    r = await begin(c, Plan(steps=(100,), step_s=5, promote="deploy"), release="feedbeef")
+    r = await begin(c, Plan(steps=(50, 100), step_s=5, promote="deploy"), release="feedbeef")
     source.now = r.started_at + 6
     await c.tick()
     assert c.current is not None and c.current.status is Status.PROMOTING

@@ -76,17 +76,17 @@ def test_a_pass_after_inconclusive_resets_the_count() -> None:
 
 def test_after_the_last_step_hold_ends_at_100_and_says_what_to_do() -> None:
     r = started()
-    for now in (1060, 1120, 1180):
+    for now in (1060, 1120):
         r, actions = machine.judged(r, PASS, now)
     assert r.status is Status.DONE and r.target == 100
+    assert [j.weight for j in r.history] == [10, 50]  # 100% leaves no production to judge against
     assert actions[0] == SetWeight(100)
     assert "deploy abc123 to production" in r.reason and "weight 0" in r.reason
 
 
 def test_after_the_last_step_deploy_asks_for_the_release_then_restores_the_weight() -> None:
     r = started(Plan(steps=(50, 100), step_s=1, promote="deploy"))
-    r, _ = machine.judged(r, PASS, 1001)
-    r, actions = machine.judged(r, PASS, 1002)
+    r, actions = machine.judged(r, PASS, 1001)
     assert r.status is Status.PROMOTING
     assert RequestDeploy("r1-deploy", "abc123") in actions and r.deploy_request == "r1-deploy"
     done, actions = machine.deployed(r, True, "2 servers")
@@ -96,7 +96,7 @@ def test_after_the_last_step_deploy_asks_for_the_release_then_restores_the_weigh
 
 
 def test_deploy_promotion_of_an_unknown_release_ends_at_100_without_a_deploy() -> None:
-    r = started(Plan(steps=(100,), step_s=1, promote="deploy"), release="")
+    r = started(Plan(steps=(50,), step_s=1, promote="deploy"), release="")
     r, actions = machine.judged(r, PASS, 1001)
     assert r.status is Status.DONE and not any(isinstance(a, RequestDeploy) for a in actions)
 
@@ -166,6 +166,7 @@ def test_the_record_round_trips_through_json() -> None:
         ({"steps": (0, 50)}, "percentages"),
         ({"steps": (50, 10)}, "rise"),
         ({"steps": (10, 10)}, "rise"),
+        ({"steps": (100,)}, "below 100"),
         ({"step_s": 0}, "step-s"),
         ({"max_inconclusive": -1}, "max-inconclusive"),
         ({"promote": "ship"}, "promote"),
