@@ -96,6 +96,8 @@ class ProxyConfig:
     rollout_tick_s: float = 0.25
     rollout_lease_s: float = 3.0
     rollout_min_requests: int = 200  # canary requests in a step's window before the judge decides
+    # A successful deploy of staging starts a rollout (default steps, promoted by a deploy).
+    rollout_on_deploy: bool = False
     # Secret: only from PROXY_ROLLOUT_CHAT_WEBHOOK_URL (a Slack-compatible incoming webhook).
     rollout_chat_webhook_url: str | None = dataclasses.field(default=None, repr=False)
 

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from proxy.analysis import JudgePolicy, VersionWindow, judge
-from proxy.rollout import machine
+from proxy.rollout import machine, operate
 from proxy.rollout.apply import commit, reconcile
 from proxy.rollout.machine import Transition
-from proxy.rollout.model import Rollout, RolloutError, Status
+from proxy.rollout.model import Plan, Rollout, RolloutError, Status
 from proxy.rollout.notify import Courier
-from state import Snapshot, StateError, StateStore
+from proxy.rollout.trigger import should_start
+from state import DeployStore, Snapshot, StateError, StateStore
 from state.rollouts import RolloutStore
 from state.tasks import stop_tasks
 
@@ -55,6 +56,7 @@ class RolloutController:
         lease_s: float = 3.0,
         policy: JudgePolicy | None = None,
         clock: Callable[[], float] = time.time,
+        on_deploy: tuple[DeployStore, Plan] | None = None,
     ) -> None:
         self.rollouts = rollouts
         self.store = store
@@ -66,6 +68,7 @@ class RolloutController:
         self.lease_s = lease_s
         self.policy = policy or JudgePolicy()
         self.clock = clock
+        self.on_deploy = on_deploy  # rollout_on_deploy: where staging's deploys are, and the plan
         self.current: Rollout | None = None  # the record as this proxy last read it
         self.leading = asyncio.Event()
         self.judged = 0  # steps this proxy judged (each exactly once across proxies)
@@ -103,6 +106,17 @@ class RolloutController:
         # An ended rollout is still reconciled: its last weight (0 on an abort) may be unwritten.
         if self.leading.is_set() and r is not None and (r.active or not r.applied):
             self.current = await self.advance(r) or r
+        elif self.leading.is_set() and self.on_deploy is not None:
+            await self._start_on_deploy(*self.on_deploy)
+
+    async def _start_on_deploy(self, deploys: DeployStore, plan: Plan) -> None:
+        latest = next(iter(await deploys.history("staging", 1)), None)
+        if latest is not None and should_start(latest, self.current, self.clock()):
+            try:
+                self.current = await operate.start(self.rollouts, self.store, plan, latest.sha)
+                log.info("rollout %s started by the deploy of %s to staging", self.current.id, latest.sha[:8])
+            except RolloutError as exc:
+                log.warning("no rollout for the deploy of %s to staging: %s", latest.sha[:8], exc)
 
     async def _lead(self) -> None:
         lease = self.rollouts.lease()

@@ -2,10 +2,10 @@
 what to do out. No I/O, no clock: `now` is an argument.
 
 PASS moves to the next step (a step at 100% is the promotion: with all traffic on
-the canary there is no production left to judge it against); FAIL aborts (weight 0); INCONCLUSIVE waits another
-step-s on the same window, up to `max_inconclusive` times, then holds: never a
-promotion on no data. An alert pauses a running rollout; nothing resumes one but a
-person, and nothing resumes an aborted one. After the last step comes promotion.
+the canary no production is left to judge it against); FAIL aborts (weight 0);
+INCONCLUSIVE waits another step-s on the same window, up to `max_inconclusive`
+times, then holds: never a promotion on no data. An alert pauses a running
+rollout; nothing resumes one but a person, and nothing resumes an aborted one.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from proxy.config import ProxyConfig
 from proxy.rollout.admin import mount_rollout
 from proxy.rollout.controller import RolloutController, WindowReader
 from proxy.rollout.metrics import RolloutCollector
+from proxy.rollout.model import Plan
 from proxy.rollout.notify import ChatWebhook, Courier
 from proxy.snapshots import SnapshotFollower
-from state import StateStore
+from state import DeployStore, StateStore
 from state.rollouts import RolloutStore
 
 
@@ -41,6 +42,9 @@ class Rollouts:
             tick_s=config.rollout_tick_s,
             lease_s=config.rollout_lease_s,
             policy=JudgePolicy(min_requests=config.rollout_min_requests),
+            on_deploy=(DeployStore(store.redis, store.keys), Plan(promote="deploy"))
+            if config.rollout_on_deploy
+            else None,
         )
         registry.register(RolloutCollector(lambda: self.controller.current, self.controller.leading.is_set))
 

@@ -19,7 +19,7 @@ from proxy.rollout import operate
 from proxy.rollout.controller import RolloutController
 from proxy.rollout.model import Plan, Rollout, Status
 from proxy.rollout.notify import ChatWebhook, Courier
-from state import Alert, KeySpace, Snapshot, StateStore, connect
+from state import Alert, DeployRecord, DeployStore, KeySpace, Snapshot, StateStore, connect
 from state.rollouts import DeployRequests, RolloutStore
 from tests.support.backends import Backend
 from tests.support.wait import eventually
@@ -60,7 +60,11 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 def controller(
-    client: object, source: Source, name: str, chat: ChatWebhook | None = None
+    client: aioredis.Redis,
+    source: Source,
+    name: str,
+    chat: ChatWebhook | None = None,
+    on_deploy: Plan | None = None,
 ) -> RolloutController:
     keys = KeySpace()
     rollouts = RolloutStore(client, keys, actor=f"proxy:{name}")
@@ -73,6 +77,7 @@ def controller(
         instance_id=name,
         lease_s=0.3,
         clock=lambda: source.now,
+        on_deploy=None if on_deploy is None else (DeployStore(client, keys), on_deploy),
     )
 
 
@@ -226,3 +231,25 @@ async def test_notices_reach_the_chat_webhook_and_a_failing_webhook_is_retried(
 
 def _status(c: RolloutController) -> Status | None:
     return None if c.current is None else c.current.status
+
+
+async def test_with_rollout_on_deploy_a_staging_deploy_starts_a_rollout_of_its_sha(
+    redis: aioredis.Redis,
+) -> None:
+    source = Source()
+    c = controller(redis, source, "a", on_deploy=Plan(steps=(10, 100), step_s=5, promote="deploy"))
+    await c.store.add_backend("production", "http://127.0.0.1:9")
+    await c.store.add_backend("staging", "http://127.0.0.1:10")
+    await c.tick()
+    assert _status(c) is None  # no deploy yet: nothing to roll out
+    sha = "c0ffee" * 6 + "c0ff"
+    deploys = DeployStore(redis, KeySpace(), actor="provisioner:test")
+    await deploys.record(
+        DeployRecord("staging", "deploy", sha, "succeeded", "provisioner:test", source.now - 1)
+    )
+    await c.tick()
+    assert c.current is not None and c.current.release == sha and c.current.plan.promote == "deploy"
+    assert (await c.store.read_snapshot()).weight == 10
+    first = c.current.id
+    await c.tick()
+    assert c.current.id == first  # the same deploy starts one rollout

@@ -8,6 +8,8 @@ from proxy.analysis import MetricVerdict, Outcome, Verdict
 from proxy.rollout import machine
 from proxy.rollout.machine import Notify, RequestDeploy, SetWeight
 from proxy.rollout.model import Plan, Rollout, RolloutError, Status, parse_steps
+from proxy.rollout.trigger import should_start
+from state import DeployRecord
 
 PLAN = Plan(steps=(10, 50, 100), step_s=60, max_inconclusive=2)
 
@@ -186,3 +188,33 @@ def test_steps_parse_from_the_command_line_form() -> None:
 def test_an_unreadable_record_is_refused() -> None:
     with pytest.raises(RolloutError, match="unreadable"):
         Rollout.from_json({"id": "x"})
+
+
+def deploy(
+    at: float, *, env: str = "staging", result: str = "succeeded", action: str = "deploy"
+) -> DeployRecord:
+    return DeployRecord(env, action, "f" * 40, result, "test", at)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("record", "current", "now", "starts"),
+    [
+        (deploy(1000), None, 1010, True),
+        (deploy(1000), None, 1000 + 601, False),  # too old: a proxy started long after it
+        (deploy(1000, result="failed"), None, 1010, False),
+        (deploy(1000, action="rollback"), None, 1010, False),
+        (deploy(1100), "aborted-at-1000", 1110, True),  # a new deploy after the last rollout
+        (deploy(900), "aborted-at-1000", 1110, False),  # the deploy the last rollout was of
+        (deploy(1100), "running-at-1000", 1110, False),  # never under a running rollout
+        (None, None, 1010, False),
+    ],
+)
+def test_a_staging_deploy_starts_a_rollout_only_when_new_and_nothing_runs(
+    record: DeployRecord | None, current: str | None, now: float, starts: bool
+) -> None:
+    rollout = None
+    if current is not None:
+        rollout = started()
+        if current.startswith("aborted"):
+            rollout, _ = machine.command(rollout, "abort", "", 1001)
+    assert should_start(record, rollout, now) is starts
