@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError, WatchError
 
 from state.base import Accessor, audit, guarded
+from state.errors import InvalidValue
 from state.locks import ExpiringLock
 
 GROUP = "provisioners"
@@ -48,8 +49,17 @@ class RolloutStore(Accessor):
         raw = await guarded(lambda: self.redis.get(self.keys.rollout))
         if raw is None:
             return None
-        data = json.loads(raw)
-        return data if isinstance(data, dict) else None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidValue(
+                f"the rollout record is not JSON ({exc}): `python -m proxy rollout start` replaces it"
+            ) from exc
+        if not isinstance(data, dict):
+            raise InvalidValue(
+                "the rollout record is not a JSON object: `python -m proxy rollout start` replaces it"
+            )
+        return data
 
     async def create(self, record: Record, *, replaceable: Callable[[Record], bool], audited: object) -> bool:
         """Store a new rollout unless the stored one is not `replaceable` (still active)."""
@@ -92,7 +102,7 @@ class RolloutStore(Accessor):
                     try:
                         await pipe.watch(k.rollout)
                         raw = await pipe.get(k.rollout)
-                        stored = json.loads(raw) if raw else None
+                        stored = _loads(raw)
                         held = int(stored.get("revision", 0)) if isinstance(stored, dict) else 0
                         if refused(stored, held):
                             await pipe.reset()
@@ -218,3 +228,11 @@ class DeployRequests(Accessor):
                 await pipe.execute()
 
         await guarded(run)
+
+
+def _loads(raw: str | None) -> object:
+    """A stored record to overwrite; one that does not parse counts as none (start anew)."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None

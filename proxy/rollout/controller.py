@@ -93,6 +93,8 @@ class RolloutController:
             try:
                 await self.tick()
             except StateError as exc:
+                # Not knowing whether it still holds the lease, it stops acting as the leader.
+                self.leading.clear()
                 log.warning("rollout controller: %s", exc)
             except RolloutError as exc:
                 log.error("rollout controller: %s", exc)
@@ -124,7 +126,10 @@ class RolloutController:
             if not await lease.refresh(self.instance_id, self.lease_s):
                 log.warning("rollout lease lost: another proxy leads now")
                 self.leading.clear()
-        elif await lease.acquire(self.instance_id, self.lease_s):
+        # Refresh too: after an error this proxy may still hold the lease it stopped trusting.
+        elif await lease.acquire(self.instance_id, self.lease_s) or await lease.refresh(
+            self.instance_id, self.lease_s
+        ):
             log.info("rollout lease taken: this proxy leads rollouts")
             self.leading.set()
 

@@ -168,3 +168,18 @@ async def test_bad_cli_input_exits_2_and_writes_nothing(
     code, _out, err = await cli(redis_url, "start", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert await RolloutStore(store.redis, store.keys).read() is None
+
+
+async def test_a_hand_corrupted_record_is_one_line_and_a_new_rollout_replaces_it(
+    redis_url: str, store: StateStore, proxy: ProxyApp
+) -> None:
+    await store.add_backend("production", "http://127.0.0.1:9")
+    await store.add_backend("staging", "http://127.0.0.1:10")
+    await store.redis.set(store.keys.rollout, "{not json")
+    code, _out, err = await cli(redis_url, "status")
+    assert code == 1 and "not JSON" in err and "rollout start` replaces it" in err and err.count("\n") == 1
+    code, _out, err = await cli(redis_url, "start", "--steps", "10,100", "--step-s", "600")
+    assert code == 0, err
+    # The proxy's controller lived through the bad record and leads the new rollout.
+    await eventually(lambda: proxy.rollouts.controller.current is not None, 5, "the controller to read it")
+    assert proxy.rollouts.controller.leading.is_set()
