@@ -22,6 +22,7 @@ class Backend:
     delay_s: float = 0.0  # added before every answer: a slower version
     fail_every: int = 0  # every Nth request answers 500 (20: five points of 5xx)
     fail_first: int = 0  # the first N requests answer 500 (a webhook that is down, then up)
+    keep_bodies: bool = False  # keep each request body in `bodies` (a webhook receiver)
     bodies: list[bytes] = field(default_factory=list)
     first_hit_at: float = 0.0  # wall-clock time of the first request
 
@@ -58,7 +59,8 @@ class Backend:
             "body_len": len(body),
         }
         self.seen.append(record)
-        self.bodies.append(body)
+        if self.keep_bodies:
+            self.bodies.append(body)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         failing = self.hits <= self.fail_first or (self.fail_every and self.hits % self.fail_every == 0)

@@ -209,7 +209,7 @@ async def test_a_finished_rollout_asks_the_provisioner_to_deploy_then_restores_t
 async def test_notices_reach_the_chat_webhook_and_a_failing_webhook_is_retried(
     redis: aioredis.Redis, aiohttp_server: AiohttpServer
 ) -> None:
-    hook = Backend("chat", fail_first=2)
+    hook = Backend("chat", fail_first=2, keep_bodies=True)
     hook.served_by(await aiohttp_server(hook.app(), access_log=None))
     source = Source()
     c = controller(redis, source, "a", ChatWebhook(hook.url + "/hook", timeout_s=2))
