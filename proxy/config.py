@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from settings import LOG_FORMAT, LOG_LEVEL, REDIS_URL, Expected, SettingsError, Spec, at_most, load, prefixed
+from settings import (
+    LOG_FORMAT,
+    LOG_LEVEL,
+    REDIS_URL,
+    Expected,
+    SettingsError,
+    Spec,
+    at_most,
+    load,
+    prefixed,
+    read_secret_file,
+)
 from state.keys import DEFAULT_PREFIX
 
 ENV_PREFIX = "PROXY_"
@@ -100,6 +111,8 @@ class ProxyConfig:
     rollout_on_deploy: bool = False
     # Secret: only from PROXY_ROLLOUT_CHAT_WEBHOOK_URL (a Slack-compatible incoming webhook).
     rollout_chat_webhook_url: str | None = dataclasses.field(default=None, repr=False)
+    # Or a file (mode 0600) holding that URL, for a service whose environment cannot.
+    rollout_chat_webhook_url_file: str = ""
 
 
 def _network(value: str) -> str:
@@ -133,6 +146,19 @@ SPEC = Spec(
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),
 )
+
+
+def chat_webhook_url(config: ProxyConfig) -> str | None:
+    """The rollout chat webhook's URL: from the environment, or its 0600 file."""
+    if not config.rollout_chat_webhook_url_file:
+        return config.rollout_chat_webhook_url
+    if config.rollout_chat_webhook_url:
+        raise ConfigError("set PROXY_ROLLOUT_CHAT_WEBHOOK_URL or rollout_chat_webhook_url_file, not both")
+    path = Path(config.rollout_chat_webhook_url_file)
+    url = read_secret_file(path, "rollout_chat_webhook_url_file", ConfigError)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"rollout_chat_webhook_url_file {path} does not hold an http:// or https:// URL")
+    return url
 
 
 def load_config(

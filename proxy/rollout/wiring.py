@@ -7,7 +7,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.analysis import JudgePolicy
-from proxy.config import ProxyConfig
+from proxy.config import ProxyConfig, chat_webhook_url
 from proxy.rollout.admin import mount_rollout
 from proxy.rollout.controller import RolloutController, WindowReader
 from proxy.rollout.metrics import RolloutCollector
@@ -31,7 +31,7 @@ class Rollouts:
     ) -> None:
         self.config = config
         self.store = RolloutStore(store.redis, store.keys, actor=store.actor)
-        url = config.rollout_chat_webhook_url
+        url = chat_webhook_url(config)
         self.controller = RolloutController(
             self.store,
             store,

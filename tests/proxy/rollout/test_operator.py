@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxy.app import ProxyApp
+from proxy.config import ConfigError, chat_webhook_url, load_config
 from proxy.rollout import operate
 from proxy.rollout.model import Plan
 from state import StateStore
@@ -183,3 +185,34 @@ async def test_a_hand_corrupted_record_is_one_line_and_a_new_rollout_replaces_it
     # The proxy's controller lived through the bad record and leads the new rollout.
     await eventually(lambda: proxy.rollouts.controller.current is not None, 5, "the controller to read it")
     assert proxy.rollouts.controller.leading.is_set()
+
+
+def test_the_chat_webhook_url_comes_from_the_environment_or_a_0600_file(tmp_path: Path) -> None:
+    secret = tmp_path / "chat-url"
+    secret.write_text("https://hooks.example.invalid/T0/B0/xyz\n")
+    secret.chmod(0o600)
+    config = load_config(env={"PROXY_ROLLOUT_CHAT_WEBHOOK_URL_FILE": str(secret)})
+    assert chat_webhook_url(config) == "https://hooks.example.invalid/T0/B0/xyz"
+    assert "xyz" not in repr(config)
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as refused:
+        chat_webhook_url(config)
+    assert "xyz" not in str(refused.value)
+    both = {
+        "PROXY_ROLLOUT_CHAT_WEBHOOK_URL": "https://a.invalid/",
+        "PROXY_ROLLOUT_CHAT_WEBHOOK_URL_FILE": str(secret),
+    }
+    with pytest.raises(ConfigError, match="not both"):
+        chat_webhook_url(load_config(env=both))
+
+
+def test_a_proxy_with_an_unusable_webhook_file_does_not_start(redis_url: str, tmp_path: Path) -> None:
+    secret = tmp_path / "chat-url"
+    secret.write_text("https://hooks.example.invalid/T0/B0/xyz\n")
+    secret.chmod(0o644)
+    done = run_cli(
+        "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--redis-url", redis_url,
+        env={"PROXY_ROLLOUT_CHAT_WEBHOOK_URL_FILE": str(secret)},
+    )  # fmt: skip
+    assert done.returncode == 2 and "chmod 600" in done.stderr and "xyz" not in done.stderr
+    assert done.stderr.count("\n") == 1
