@@ -111,6 +111,8 @@ class ProxyConfig:
     rollout_on_deploy: bool = False
     # Secret: only from PROXY_ROLLOUT_CHAT_WEBHOOK_URL (a Slack-compatible incoming webhook).
     rollout_chat_webhook_url: str | None = dataclasses.field(default=None, repr=False)
+    # A monitored host whose monitor also mails rollout notices (queued in its email outbox).
+    rollout_email_host: str = ""
     # Or a file (mode 0600) holding that URL, for a service whose environment cannot.
     rollout_chat_webhook_url_file: str = ""
 

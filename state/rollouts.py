@@ -22,7 +22,9 @@ from redis.exceptions import ResponseError, WatchError
 
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
+from state.keys import KeySpace
 from state.locks import ExpiringLock
+from state.monitoring import parse_host_name
 
 GROUP = "provisioners"
 OUTBOX_MAX = 500
@@ -41,6 +43,19 @@ class DeployRequest:
 
 
 class RolloutStore(Accessor):
+    """`email_host`: a monitored host whose monitor mails each notice too (its email outbox)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: KeySpace | None = None,
+        *,
+        actor: str = "unknown",
+        email_host: str = "",
+    ) -> None:
+        super().__init__(client, keys, actor=actor)
+        self.email_host = parse_host_name(email_host) if email_host else ""
+
     def lease(self) -> ExpiringLock:
         """One proxy leads rollouts: whoever holds this lease."""
         return ExpiringLock(self.redis, self.keys.rollout_lease)
@@ -130,6 +145,10 @@ class RolloutStore(Accessor):
         if notices:
             pipe.rpush(k.rollout_outbox, *(json.dumps({**n, "id": uuid.uuid4().hex}) for n in notices))
             pipe.ltrim(k.rollout_outbox, -OUTBOX_MAX, -1)
+        if notices and self.email_host:
+            outbox = k.monitor_outbox(self.email_host, "email")
+            pipe.rpush(outbox, *(json.dumps(_as_monitor_notice(n, self.email_host)) for n in notices))
+            pipe.ltrim(outbox, -OUTBOX_MAX, -1)
         if deploy is not None:
             request, sha = deploy
             fields = {
@@ -228,6 +247,27 @@ class DeployRequests(Accessor):
                 await pipe.execute()
 
         await guarded(run)
+
+
+def _as_monitor_notice(n: Mapping[str, object], host: str) -> dict[str, object]:
+    """A rollout notice in the form a monitor mails (monitor/notice.py, rule "rollout")."""
+    at = float(n.get("at") or time.time())  # type: ignore[arg-type]
+    details = n.get("details")
+    lines = (
+        [str(n.get("text", "")), *(str(d) for d in details)]
+        if isinstance(details, list)
+        else [str(n.get("text"))]
+    )
+    weight = n.get("weight")
+    value = float(weight) if isinstance(weight, int | float) else 0.0
+    fixed = {"role": "rollout", "source": "rollout", "rule": "rollout", "metric": "weight", "held_for": ""}
+    zeros = dict.fromkeys(("threshold", "recover_below", "repeat_s", "peak"), 0.0)
+    return {**fixed, **zeros, "kind": str(n.get("kind", "")), "host": host, "value": value} | {
+        "since": at,
+        "at": at,
+        "actions": lines,
+        "id": uuid.uuid4().hex,
+    }
 
 
 def _loads(raw: str | None) -> object:

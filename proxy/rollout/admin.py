@@ -35,7 +35,7 @@ async def post_rollout(request: web.Request) -> web.Response:
     actor = f"admin:{peer}"
     try:
         r = await operate.act(
-            RolloutStore(rollouts.redis, rollouts.keys, actor=actor),
+            RolloutStore(rollouts.redis, rollouts.keys, actor=actor, email_host=rollouts.email_host),
             StateStore(store.redis, store.keys, actor=actor),
             what,
             reason,

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace, config: ProxyConfig) -> int:
 async def _run(args: argparse.Namespace, config: ProxyConfig, plan: Plan | None) -> int:
     client, keys = connect(config.redis_url), KeySpace(config.key_prefix)
     actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
-    rollouts, store = RolloutStore(client, keys, actor=actor), StateStore(client, keys, actor=actor)
+    rollouts = RolloutStore(client, keys, actor=actor, email_host=config.rollout_email_host)
+    store = StateStore(client, keys, actor=actor)
     try:
         if args.action == "status":
             return await _status(rollouts, args.json)

@@ -30,7 +30,9 @@ class Rollouts:
         instance_id: str,
     ) -> None:
         self.config = config
-        self.store = RolloutStore(store.redis, store.keys, actor=store.actor)
+        self.store = RolloutStore(
+            store.redis, store.keys, actor=store.actor, email_host=config.rollout_email_host
+        )
         url = chat_webhook_url(config)
         self.controller = RolloutController(
             self.store,
