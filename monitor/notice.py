@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 
 from monitor.rules import Event, Rule
 
+# A rollout's notice (aborted, held, ...), queued in a host's email outbox by the proxy's
+# rollout controller (state/rollouts.py): its first action is the line, the rest the verdict.
+ROLLOUT_RULE = "rollout"
 _KIND_WORD = {"firing": "FIRING", "repeat": "STILL FIRING", "resolved": "RESOLVED"}
 _METRIC_WORD = {"cpu": "CPU", "mem": "memory"}
 
@@ -119,6 +122,8 @@ def pct(value: float) -> str:
 
 
 def subject(n: Notice) -> str:
+    if n.rule == ROLLOUT_RULE:
+        return f"[switchyard] {n.actions[0] if n.actions else 'rollout ' + n.kind}"
     what = f"{_METRIC_WORD.get(n.metric, n.metric)} {pct(n.value)}"
     where = f"on {n.host} ({n.role})"
     if n.kind == "resolved":
@@ -127,6 +132,8 @@ def subject(n: Notice) -> str:
 
 
 def body(n: Notice) -> str:
+    if n.rule == ROLLOUT_RULE:
+        return "\n".join([*n.actions[:1], "", *(f"  {a}" for a in n.actions[1:]), "", _ROLLOUT_LOOK]) + "\n"
     measured = "whole host" if n.source == "system" else f"process {n.source.removeprefix('pid:')}"
     state = _KIND_WORD.get(n.kind, n.kind.upper())
     lines = [
@@ -150,6 +157,9 @@ def body(n: Notice) -> str:
         lines.append(f"Next: {reminder} while it fires, and an email when it resolves.")
     lines.append("Look: python -m monitor status; python -m proxy status")
     return "\n".join(lines) + "\n"
+
+
+_ROLLOUT_LOOK = "Look: python -m proxy rollout status; python -m proxy audit"
 
 
 def slack_payload(n: Notice) -> dict[str, object]:

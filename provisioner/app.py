@@ -8,6 +8,8 @@ provider made them (`host_vars_from`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from provisioner.deploy.commits import CommitSource
 from provisioner.deploy.deployer import DeploySettings
 from provisioner.deploy.hold import ReleaseHolds
 from provisioner.deploy.inventory import HostVars
+from provisioner.deploy.requests import serve_deploy_requests
 from provisioner.notify import Notifier
 from provisioner.scale.local import LocalProvider
 from provisioner.scale.policy import PolicyConfig
@@ -43,9 +46,12 @@ from state import (
     connect,
 )
 from state.previewstore import PreviewStore
+from state.rollouts import DeployRequests
 
 if TYPE_CHECKING:
     from provisioner.scale.droplets import DropletSettings
+
+log = logging.getLogger("provisioner")
 
 
 def make_provider(config: ProvisionerConfig) -> Provider:
@@ -251,3 +257,18 @@ def build_deployer(
         )
         branches = BranchEnvs(deployer, previews, settings)
     return DeployParts(client, deployer, deploys, branches, hold_pushes=config.deploy_hold)
+
+
+async def serve_rollout_deploys(config: ProvisionerConfig, bin_dir: Path, stop: asyncio.Event) -> None:
+    """Serve the rollouts' deploy requests beside the scale requests, when there is a
+    repository to deploy from (`deploy_repo`); without one, managed servers get no deploys."""
+    if not config.deploy_repo:
+        return
+    actor = f"rollout-deploy:{config.worker_id}"
+    parts = build_deployer(config, bin_dir=bin_dir, actor=actor, out=lambda line: log.info("%s", line))
+    try:
+        requests = DeployRequests(parts.redis, KeySpace(config.key_prefix), actor=actor)
+        repo, consumer = Path(config.deploy_repo), config.worker_id or actor
+        await serve_deploy_requests(requests, parts.deployer.deploy, repo, consumer, stop)
+    finally:
+        await parts.close()

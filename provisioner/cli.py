@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import reserved_ip
-from provisioner.app import Parts, build, build_deployer, host_vars_from
+from provisioner.app import Parts, build, build_deployer, host_vars_from, serve_rollout_deploys
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
 from provisioner.deploy import commands
 from provisioner.deploy.webhook import serve_webhook
@@ -135,12 +135,14 @@ async def _with(config: ProvisionerConfig, actor: str, op: Callable[[Parts], Awa
         await parts.close()
 
 
-async def _worker(parts: Parts) -> int:
+async def _worker(parts: Parts, config: ProvisionerConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await parts.worker.run(stop)
+    await asyncio.gather(
+        parts.worker.run(stop), serve_rollout_deploys(config, Path(sys.executable).parent, stop)
+    )
     log.info("worker stopped")
     return 0
 
@@ -206,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("deploy", "rollback", "releases", "receive", "webhook", "inventory", "previews"):
         return _deploys(args, config, actor)
     if args.command == "worker":
-        return asyncio.run(_with(config, actor, _worker))
+        return asyncio.run(_with(config, actor, lambda p: _worker(p, config)))
     if args.command == "up":
         pool = parse_pool(args.pool)
         return asyncio.run(_with(config, actor, lambda p: _up(p, pool)))

@@ -21,10 +21,12 @@ from proxy.dashboard import mount_dashboard
 from proxy.health import check_forever
 from proxy.logs import AccessLog
 from proxy.ofrep import mount_ofrep
+from proxy.rollout.wiring import Rollouts
 from proxy.snapshots import SnapshotFollower
 from proxy.stats import StatsCollector
 from proxy.statscli import mount_version_stats
 from proxy.statsflush import ReleaseCollector, StatsFlusher
+from proxy.versionstats import read_window
 from state import KeySpace, StateError, StateStore, VersionStatsStore, connect
 from state.tasks import stop_tasks
 
@@ -72,6 +74,14 @@ class ProxyApp:
         )
         if config.version_stats:
             self.registry.register(ReleaseCollector(self.flusher))
+        self.rollouts = Rollouts(
+            config,
+            self.store,
+            self.snapshots,
+            lambda start, end: read_window(self.version_stats, start, end),
+            registry=self.registry,
+            instance_id=self.instance_id,
+        )
         self.server: asyncio.Server | None = None
         self.admin_runner: web.AppRunner | None = None
         self.port = 0
@@ -106,6 +116,7 @@ class ProxyApp:
         mount_ofrep(admin, self.snapshots, cfg.flags_key)
         mount_dashboard(admin, self.ctx.balancer.outstanding, self.version_stats)
         mount_version_stats(admin, self.store, self.version_stats)
+        self.rollouts.mount(admin)
         self.admin_runner = web.AppRunner(admin, access_log=None)
         await self.admin_runner.setup()
         family = socket.AF_INET6 if ":" in cfg.admin_listen.host else socket.AF_INET
@@ -118,6 +129,7 @@ class ProxyApp:
         self._sweeper = asyncio.create_task(self.ctx.sweep_forever(), name="timeouts")
         if cfg.version_stats:
             self._flush = asyncio.create_task(self.flusher.run(), name="version-stats")
+        self.rollouts.start()
         if cfg.health_check_interval_s > 0:
             self._checker = asyncio.create_task(
                 check_forever(
@@ -155,6 +167,7 @@ class ProxyApp:
         for conn in list(ctx.connections):
             conn.abort()
         ctx.upstreams.close_all()
+        await self.rollouts.stop()
         await stop_tasks((self._heartbeat, self._sweeper, self._checker, self._flush), 5.0)
         if self._flush is not None:
             await self.flusher.final_flush()

@@ -23,6 +23,7 @@ from typing import Any
 from proxy import commands
 from proxy.commands import EXIT_BAD_INPUT, CliError
 from proxy.config import Address, ConfigError, ProxyConfig, load_config
+from proxy.rollout import commands as rollout_commands
 from proxy.workers import LISTEN_FD_ENV, READY_FD_ENV
 from state import InvalidValue
 
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
     commands.add_parsers(sub, common)
+    rollout_commands.add_parsers(sub, common)
     return parser
 
 
@@ -154,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         elif config.workers > 1:
             return _supervise(config, args)
         return _serve(config)
+    if cmd == "rollout":
+        return rollout_commands.run(args, _config(args))
     return commands.run(args, _config(args))
 
 

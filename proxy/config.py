@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from settings import LOG_FORMAT, LOG_LEVEL, REDIS_URL, Expected, SettingsError, Spec, at_most, load, prefixed
+from settings import (
+    LOG_FORMAT,
+    LOG_LEVEL,
+    REDIS_URL,
+    Expected,
+    SettingsError,
+    Spec,
+    at_most,
+    load,
+    prefixed,
+    read_secret_file,
+)
 from state.keys import DEFAULT_PREFIX
 
 ENV_PREFIX = "PROXY_"
@@ -95,6 +106,19 @@ class ProxyConfig:
     # `<name>.<preview_domain>` reaches preview <name> (and only it); *.localhost resolves
     # to loopback in browsers and curl, so the default works under `make run`.
     preview_domain: str = "preview.localhost"
+    # Progressive rollouts: every proxy runs the controller; the lease holder leads.
+    rollout_controller: bool = True
+    rollout_tick_s: float = 0.25
+    rollout_lease_s: float = 3.0
+    rollout_min_requests: int = 200  # canary requests in a step's window before the judge decides
+    # A successful deploy of staging starts a rollout (default steps, promoted by a deploy).
+    rollout_on_deploy: bool = False
+    # Secret: only from PROXY_ROLLOUT_CHAT_WEBHOOK_URL (a Slack-compatible incoming webhook).
+    rollout_chat_webhook_url: str | None = dataclasses.field(default=None, repr=False)
+    # A monitored host whose monitor also mails rollout notices (queued in its email outbox).
+    rollout_email_host: str = ""
+    # Or a file (mode 0600) holding that URL, for a service whose environment cannot.
+    rollout_chat_webhook_url_file: str = ""
 
 
 def _network(value: str) -> str:
@@ -122,7 +146,11 @@ SPEC = Spec(
     env_prefix=ENV_PREFIX,
     error=ConfigError,
     aliases={"REDIS_URL": "redis_url"},
-    secrets={"admin_token": "PROXY_ADMIN_TOKEN", "flags_key": "PROXY_FLAGS_KEY"},
+    secrets={
+        "admin_token": "PROXY_ADMIN_TOKEN",
+        "flags_key": "PROXY_FLAGS_KEY",
+        "rollout_chat_webhook_url": "PROXY_ROLLOUT_CHAT_WEBHOOK_URL",
+    },
     checks={
         "retry_budget_ratio": at_most(1, form="a share between 0 and 1, such as 0.2"),
         "health_check_path": prefixed("/", form="a path such as /health"),
@@ -131,10 +159,24 @@ SPEC = Spec(
         "log_format": LOG_FORMAT,
         "trusted_proxies": _network,
         "preview_domain": _domain,
+        "rollout_chat_webhook_url": prefixed("http://", "https://", form="an http:// or https:// URL"),
     },
     # 0 turns the active health check off; a retry budget of 0 turns retries off.
     zero_ok=frozenset({"health_check_interval_s", "retry_budget_ratio"}),
 )
+
+
+def chat_webhook_url(config: ProxyConfig) -> str | None:
+    """The rollout chat webhook's URL: from the environment, or its 0600 file."""
+    if not config.rollout_chat_webhook_url_file:
+        return config.rollout_chat_webhook_url
+    if config.rollout_chat_webhook_url:
+        raise ConfigError("set PROXY_ROLLOUT_CHAT_WEBHOOK_URL or rollout_chat_webhook_url_file, not both")
+    path = Path(config.rollout_chat_webhook_url_file)
+    url = read_secret_file(path, "rollout_chat_webhook_url_file", ConfigError)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"rollout_chat_webhook_url_file {path} does not hold an http:// or https:// URL")
+    return url
 
 
 def load_config(

@@ -18,6 +18,7 @@ from settings.coerce import (
 )
 from settings.loader import Loaded, Spec, load, read_file
 from settings.redact import redact_url
+from settings.secretfile import read_secret_file
 
 __all__ = [
     "LOG_FORMAT",
@@ -33,5 +34,6 @@ __all__ = [
     "load",
     "prefixed",
     "read_file",
+    "read_secret_file",
     "redact_url",
 ]

@@ -128,6 +128,33 @@ class KeySpace:
         release per host, failed task, by, at), newest last."""
         return f"{self.prefix}deploy:history:{env}"
 
+    @property
+    def rollout(self) -> str:
+        """STRING: JSON record of the current (or last) progressive rollout: plan, status,
+        step, verdicts, and a revision every write bumps (compare-and-set)."""
+        return f"{self.prefix}rollout"
+
+    @property
+    def rollout_lease(self) -> str:
+        """STRING with TTL: the proxy leading rollouts now (its instance id), kept alive while it lives."""
+        return f"{self.prefix}rollout:lease"
+
+    @property
+    def rollout_outbox(self) -> str:
+        """LIST, capped: JSON rollout notices the leader has still to post to the chat webhook."""
+        return f"{self.prefix}rollout:outbox"
+
+    @property
+    def rollout_deploys(self) -> str:
+        """STREAM of deploy requests a finished rollout makes (request, sha, rollout, by, at);
+        consumer group `provisioners`."""
+        return f"{self.prefix}rollout:deploys"
+
+    @property
+    def rollout_deploy_results(self) -> str:
+        """HASH: deploy request id -> JSON {"ok", "detail", "at"} the provisioner wrote when done."""
+        return f"{self.prefix}rollout:deploy:results"
+
     def webhook_delivery(self, delivery_id: str) -> str:
         """STRING with TTL: a push webhook delivery already accepted, so a replay runs nothing."""
         return f"{self.prefix}webhook:delivery:{delivery_id}"

@@ -72,7 +72,7 @@ def test_a_preview_carries_its_url() -> None:
 async def test_a_receiver_down_a_moment_gets_the_message_once_and_logs_hide_its_url(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    room = Backend("chat", fail_first=2)
+    room = Backend("chat", fail_first=2, keep_bodies=True)
     await room.start()
     try:
         url = room.url + "/services/T000/B000/s3cr3t-token"
@@ -92,7 +92,7 @@ async def test_a_receiver_down_a_moment_gets_the_message_once_and_logs_hide_its_
 async def test_an_unreachable_or_refusing_receiver_is_reported_never_raised() -> None:
     dead = ChatNotifier("", None, f"http://127.0.0.1:{free_port()}/hook", by="ops")
     assert not await dead.notify("deploy.failed", {"env": "staging", "error": "x"})
-    room = Backend("chat", fail_first=10)
+    room = Backend("chat", fail_first=10, keep_bodies=True)
     await room.start()
     try:
         # A 4xx (a revoked hook) is final: one try. Here a 500 each time: three tries.
@@ -110,7 +110,7 @@ async def test_each_deploy_posts_one_message_and_the_url_may_come_from_a_0600_fi
     app_repo = AppRepo(tmp_path)
     parts = await make_parts()
     (prod,) = await servers(parts, "production")
-    room = Backend("chat")
+    room = Backend("chat", keep_bodies=True)
     await room.start()
     try:
         hook = room.url + "/services/T1/B1/token"

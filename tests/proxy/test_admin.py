@@ -61,7 +61,9 @@ def admin(proxy: ProxyApp, session: aiohttp.ClientSession) -> Admin:
 
 
 # The background tasks a ProxyApp starts, by the names it gives them.
-APP_TASKS = frozenset({"state-listener", "state-reader", "heartbeat", "timeouts"})
+APP_TASKS = frozenset(
+    {"state-listener", "state-reader", "heartbeat", "timeouts", "rollout", "rollout-notices"}
+)
 
 
 async def stop_within(app: ProxyApp, timeout_s: float) -> bool:

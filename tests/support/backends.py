@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -17,8 +19,12 @@ class Backend:
     hits: int = 0
     seen: list[dict[str, object]] = field(default_factory=list)
     server: TestServer | None = None
-    bodies: list[bytes] = field(default_factory=list)  # every request's body, in order
-    fail_first: int = 0  # answer this many requests 500 first (a receiver that is down a moment)
+    delay_s: float = 0.0  # added before every answer: a slower version
+    fail_every: int = 0  # every Nth request answers 500 (20: five points of 5xx)
+    fail_first: int = 0  # the first N requests answer 500 (a webhook that is down, then up)
+    keep_bodies: bool = False  # keep each request body in `bodies` (a webhook receiver)
+    bodies: list[bytes] = field(default_factory=list)
+    first_hit_at: float = 0.0  # wall-clock time of the first request
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -43,6 +49,7 @@ class Backend:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
+        self.first_hit_at = self.first_hit_at or time.time()
         body = await request.read()
         record = {
             "backend": self.name,
@@ -52,8 +59,9 @@ class Backend:
             "body_len": len(body),
         }
         self.seen.append(record)
-        self.bodies.append(body)
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return web.json_response(record, status=500, headers={"X-Backend": self.name})
-        return web.json_response(record, headers={"X-Backend": self.name})
+        if self.keep_bodies:
+            self.bodies.append(body)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        failing = self.hits <= self.fail_first or (self.fail_every and self.hits % self.fail_every == 0)
+        return web.json_response(record, status=500 if failing else 200, headers={"X-Backend": self.name})

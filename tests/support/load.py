@@ -52,11 +52,11 @@ class Load:
         pause_s: float = 0.0,
     ) -> None:
         self.port = port
-        # Each client waits this long between requests: a steady trickle, not a flood.
-        self.pause_s = pause_s
         self.concurrency = concurrency
         self.request = b"GET %s HTTP/1.1\r\nHost: load\r\n\r\n" % path.encode()
         self.max_requests = max_requests
+        # Between one client's requests: with one client, 1.0 is about one request a second.
+        self.pause_s = pause_s
         self.result = LoadResult()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -84,9 +84,8 @@ class Load:
     async def _client(self) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         used = 0
-        while not self._stop.is_set() and self.sent < self.max_requests:
+        while await self._another():
             self.sent += 1
-            await self._pause()
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
@@ -119,10 +118,12 @@ class Load:
             with contextlib.suppress(Exception):
                 await conn[1].wait_closed()
 
-    async def _pause(self) -> None:
-        if self.pause_s:
+    async def _another(self) -> bool:
+        """Whether to send another request, after `pause_s` (cut short by a stop)."""
+        if self.pause_s and self.sent and not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.pause_s)
+        return not self._stop.is_set() and self.sent < self.max_requests
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bool]:
         try:

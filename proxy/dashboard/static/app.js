@@ -270,6 +270,7 @@
       const state = JSON.parse(e.data);
       addTail(state.tail, state.at);
       render(state);
+      window.SyRollout.onState(state);
     });
   }
 

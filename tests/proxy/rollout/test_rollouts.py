@@ -1,0 +1,242 @@
+"""Rollouts end to end: real `proxy serve` processes, real backends, a real Redis, the
+CLI as an operator runs it. Steps are short (2-3 s) and load is bounded in count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from pytest_aiohttp import AiohttpServer
+
+from proxy.versionstats import read_window
+from state import AuditEntry, KeySpace, StateStore, VersionStatsStore, connect
+from tests.support.backends import Backend
+from tests.support.load import Load
+from tests.support.proxy import ProxyProcess, run_cli
+from tests.support.wait import eventually
+
+ENV = {"PROXY_STATS_BUCKET_S": "1", "PROXY_ROLLOUT_LEASE_S": "1", "PROXY_ROLLOUT_TICK_S": "0.05"}
+MAX_REQUESTS = 40_000
+
+
+@dataclass
+class Rig:
+    redis_url: str
+    store: StateStore
+    production: Backend
+    staging: Backend
+    start_proxy: Callable[..., ProxyProcess]
+    proxies: list[ProxyProcess] = field(default_factory=list)
+    http: aiohttp.ClientSession | None = None
+
+    async def cli(self, *args: str) -> str:
+        done = await asyncio.to_thread(run_cli, *args, "--redis-url", self.redis_url)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    async def rollout(self, proxy: ProxyProcess | None = None) -> dict[str, object]:
+        assert self.http is not None
+        proxy = proxy or self.proxies[0]
+        async with self.http.get(f"http://127.0.0.1:{proxy.admin_port}/rollout") as reply:
+            body = await reply.json()
+        return body  # type: ignore[no-any-return]
+
+    async def record(self) -> dict[str, object]:
+        found = (await self.rollout())["rollout"]
+        assert isinstance(found, dict)
+        return found
+
+    async def status_is(self, *statuses: str) -> bool:
+        record = (await self.rollout())["rollout"]
+        return isinstance(record, dict) and record["status"] in statuses
+
+    async def weight_at(self, proxy: ProxyProcess) -> int:
+        assert self.http is not None
+        async with self.http.get(f"http://127.0.0.1:{proxy.admin_port}/status") as reply:
+            return int((await reply.json())["proxy"]["snapshot"]["weight"])
+
+
+@pytest.fixture
+async def rig(
+    redis_url: str, aiohttp_server: AiohttpServer, proxy_process: Callable[..., ProxyProcess]
+) -> AsyncIterator[Rig]:
+    client = connect(redis_url)
+    store = StateStore(client, KeySpace(), actor="test")
+    production, staging = Backend("production"), Backend("staging")
+    for b in (production, staging):
+        b.served_by(await aiohttp_server(b.app(), access_log=None))
+    await store.add_backend("production", production.url)
+    await store.add_backend("staging", staging.url)
+    await store.set_weight(0)
+    rig = Rig(redis_url, store, production, staging, proxy_process)
+    async with aiohttp.ClientSession() as http:
+        rig.http = http
+        yield rig
+    await client.aclose()
+
+
+def start_proxies(rig: Rig, n: int = 1) -> list[ProxyProcess]:
+    rig.proxies = [rig.start_proxy(env=ENV) for _ in range(n)]
+    return rig.proxies
+
+
+def history(record: dict[str, object]) -> list[dict[str, object]]:
+    found = record["history"]
+    assert isinstance(found, list)
+    return found
+
+
+def outcome_of(judged: dict[str, object], metric: str) -> str:
+    verdict = judged["verdict"]
+    assert isinstance(verdict, dict)
+    return str(next(m["outcome"] for m in verdict["metrics"] if m["metric"] == metric))
+
+
+@pytest.mark.timeout(120)
+async def test_five_points_more_5xx_abort_at_the_first_step_at_every_proxy_fast(rig: Rig) -> None:
+    rig.staging.fail_every = 20
+    a, b = start_proxies(rig, 2)
+    load = Load(a.port, concurrency=8, max_requests=MAX_REQUESTS)
+    load.start()
+    zero_at: dict[int, float] = {}
+    routed: set[int] = set()  # proxies seen routing to staging: their next 0 is the abort's
+
+    async def watch() -> bool:
+        for p in (a, b):
+            weight = await rig.weight_at(p)
+            if weight:
+                routed.add(p.port)
+            elif p.port in routed and p.port not in zero_at:
+                zero_at[p.port] = time.time()
+        return len(zero_at) == 2
+
+    try:
+        await rig.cli("rollout", "start", "--steps", "25,50,100", "--step-s", "3")
+        await eventually(watch, 30, "the rollout to abort at both proxies", interval_s=0.002)
+    finally:
+        await load.stop()
+    record = await rig.record()
+    [judged] = history(record)
+    assert (judged["step"], judged["outcome"]) == (0, "FAIL")
+    assert outcome_of(judged, "errors") == "FAIL"
+    verdict_at = float(judged["at"])  # type: ignore[arg-type]
+    lag_s = max(zero_at.values()) - verdict_at
+    first = max(zero_at.values()) - rig.staging.first_hit_at
+    print(f"FAIL to weight 0 at both proxies: {lag_s * 1000:.0f} ms; from the first request {first:.2f} s")
+    assert lag_s < 0.1 + 0.05  # 100 ms, and this test's own polling of two proxies
+    # Production's error rate did not move: every production answer was a 2xx.
+    stats = VersionStatsStore(rig.store.redis, KeySpace(), bucket_s=1)
+    window = await read_window(stats, float(record["started_at"]), time.time() + 1)  # type: ignore[arg-type]
+    assert window.production.requests > 1000 and window.production.errors == 0
+
+
+@pytest.mark.timeout(120)
+async def test_a_staging_backend_100_ms_slower_fails_on_latency(rig: Rig) -> None:
+    rig.staging.delay_s = 0.1
+    [a] = start_proxies(rig)
+    load = Load(a.port, concurrency=32, max_requests=MAX_REQUESTS)
+    load.start()
+    try:
+        await rig.cli("rollout", "start", "--steps", "50,100", "--step-s", "3")
+        await eventually(lambda: rig.status_is("aborted"), 30, "the rollout to abort")
+    finally:
+        await load.stop()
+    [judged] = history(await rig.record())
+    assert outcome_of(judged, "latency_p50") == "FAIL"
+    assert outcome_of(judged, "errors") == "PASS"
+    await eventually(lambda: _weight_is(rig, a, 0), 5, "the proxy to route nothing to staging")
+
+
+@pytest.mark.timeout(120)
+async def test_an_identical_canary_is_promoted_to_100(rig: Rig) -> None:
+    [a] = start_proxies(rig)
+    load = Load(a.port, concurrency=8, max_requests=MAX_REQUESTS)
+    load.start()
+    try:
+        await rig.cli("rollout", "start", "--steps", "25,100", "--step-s", "2")
+        await eventually(lambda: rig.status_is("done", "aborted", "held"), 40, "the rollout to end")
+    finally:
+        await load.stop()
+    record = await rig.record()
+    assert record["status"] == "done", record["reason"]
+    assert [j["outcome"] for j in history(record)] == ["PASS"]  # 100% is the promotion, not judged
+    await eventually(lambda: _weight_is(rig, a, 100), 5, "the proxy to route all traffic to staging")
+    status = await rig.cli("rollout", "status")
+    assert "done" in status and "deploy" in status
+
+
+@pytest.mark.timeout(120)
+async def test_at_one_request_a_second_the_rollout_holds_instead_of_passing(rig: Rig) -> None:
+    [a] = start_proxies(rig)
+    load = Load(a.port, concurrency=1, pause_s=1.0, max_requests=100)
+    load.start()
+    try:
+        await rig.cli("rollout", "start", "--steps", "50,100", "--step-s", "2", "--max-inconclusive", "1")
+        await eventually(lambda: rig.status_is("held", "done", "aborted"), 30, "the rollout to hold")
+    finally:
+        await load.stop()
+    record = await rig.record()
+    assert record["status"] == "held" and "not enough traffic" in str(record["reason"])
+    assert [j["outcome"] for j in history(record)] == ["INCONCLUSIVE", "INCONCLUSIVE"]
+    await eventually(lambda: _weight_is(rig, a, 50), 5, "the proxy to keep the held step's weight")
+
+
+@pytest.mark.timeout(150)
+async def test_the_leader_killed_mid_step_is_taken_over_and_no_step_runs_twice(rig: Rig) -> None:
+    a, b = start_proxies(rig, 2)
+    await eventually(lambda: _leader(rig), 10, "a proxy to lead")
+    leader_id = str((await rig.rollout())["leader"])
+    leader, other = (a, b) if f":{a.pid}:" in leader_id else (b, a)
+    load = Load(other.port, concurrency=8, max_requests=MAX_REQUESTS)
+    load.start()
+    try:
+        await rig.cli("rollout", "start", "--steps", "25,50,100", "--step-s", "3")
+        await eventually(lambda: _judged(rig, other, 1), 30, "the first step to be judged")
+        # In the middle of the second step: SIGKILL, so the leader releases nothing.
+        assert leader.proc is not None
+        leader.proc.kill()
+        await asyncio.to_thread(leader.proc.wait, 5)  # the backends share this loop: never block it
+        await eventually(lambda: _status(rig, other, "done", "aborted", "held"), 60, "the rollout to end")
+    finally:
+        await load.stop()
+    record = (await rig.rollout(other))["rollout"]
+    assert isinstance(record, dict)
+    print(*[j["explain"] for j in history(record)], sep="\n")
+    assert record["status"] == "done", record["reason"]
+    assert [j["step"] for j in history(record)] == [0, 1]
+    judged = judgments(await rig.store.audit_log(200))
+    assert sorted(step for step, _who in judged) == [0, 1]  # each step judged once
+    assert str(other.pid) in judged[0][1]  # the newest: judged after the takeover
+
+
+def judgments(entries: list[AuditEntry]) -> list[tuple[int, str]]:
+    """(step, who) of every audited write that added a verdict, newest first."""
+    found = []
+    for e in entries:
+        after = e.after if isinstance(e.after, dict) else {}
+        before = e.before if isinstance(e.before, dict) else {}
+        if e.what == "rollout" and "verdict" in after and after.get("verdict") != before.get("verdict"):
+            found.append((int(after["verdict"]["step"]), e.who))
+    return found
+
+
+async def _leader(rig: Rig) -> bool:
+    return bool((await rig.rollout())["leader"])
+
+
+async def _judged(rig: Rig, proxy: ProxyProcess, n: int) -> bool:
+    record = (await rig.rollout(proxy))["rollout"]
+    return isinstance(record, dict) and len(record["history"]) >= n
+
+
+async def _status(rig: Rig, proxy: ProxyProcess, *statuses: str) -> bool:
+    record = (await rig.rollout(proxy))["rollout"]
+    return isinstance(record, dict) and record["status"] in statuses
+
+
+async def _weight_is(rig: Rig, proxy: ProxyProcess, weight: int) -> bool:
+    return await rig.weight_at(proxy) == weight
