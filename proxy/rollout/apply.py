@@ -2,7 +2,8 @@
 audit entry, notices and deploy request in one transaction), then set the weight.
 
 The record goes first: of two writers only one gets past the revision check, so
-only one sets a weight or sends a notice. A writer that dies between the two
+only one sets a weight or sends a notice. An abort's weight of 0 goes before it, as
+the kill switch would: the canary stops a few Redis round trips sooner. A writer that dies between the two
 leaves `applied` false, and the next leader sets the weight (`reconcile`).
 """
 
@@ -13,7 +14,7 @@ import time
 from dataclasses import replace
 
 from proxy.rollout.machine import Notify, RequestDeploy, SetWeight, Transition
-from proxy.rollout.model import Rollout
+from proxy.rollout.model import Rollout, Status
 from state import StateStore
 from state.rollouts import RolloutStore
 
@@ -28,6 +29,7 @@ def summary(r: Rollout | None) -> dict[str, object] | None:
     if r.reason:
         out["reason"] = r.reason
     if (last := r.last) is not None:
+        out["judged"] = len(r.history)  # verdicts so far: a write that adds one shows it rise
         out["verdict"] = {"step": last.step, "outcome": last.outcome, "explain": last.explain}
     return out
 
@@ -55,6 +57,10 @@ async def commit(rollouts: RolloutStore, store: StateStore, before: Rollout, t: 
     after, actions = t
     if after == before and not actions:
         return before
+    if after.status is Status.ABORTED and SetWeight(0) in actions:
+        # An abort stops the canary before anything else: weight 0 is always safe to
+        # write, even should another writer's record win (reconcile then follows it).
+        await store.set_weight(0)
     notices = [notice(a, after) for a in actions if isinstance(a, Notify)]
     deploy = next(((a.request, a.sha) for a in actions if isinstance(a, RequestDeploy)), None)
     wrote = await rollouts.replace(

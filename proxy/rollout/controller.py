@@ -141,7 +141,9 @@ class RolloutController:
         after = await commit(self.rollouts, self.store, r, t)
         if after is not None and after.history != r.history:
             self.judged += 1
-            log.info("rollout %s step %d judged: %s", r.id, r.step, after.history[-1].explain)
+            last = after.history[-1]
+            took_ms = (last.at - last.end) * 1000  # reading the window and judging it
+            log.info("rollout %s step %d judged in %.0f ms: %s", r.id, r.step, took_ms, last.explain)
         return after
 
     async def _event(self, r: Rollout) -> Transition | None:
@@ -151,7 +153,8 @@ class RolloutController:
         now = self.clock()
         if machine.is_due(r, now):
             w = await self.windows(r.step_started, now)
-            return machine.judged(r, judge(w.staging, w.production, self.policy), now)
+            verdict = judge(w.staging, w.production, self.policy)
+            return machine.judged(r, verdict, self.clock(), end=now)
         if r.status is Status.PROMOTING and r.deploy_request:
             result = await self.rollouts.deploy_result(r.deploy_request)
             if result is not None:

@@ -63,8 +63,7 @@ def is_due(rollout: Rollout, now: float) -> bool:
     return rollout.status is Status.RUNNING and now >= rollout.due_at
 
 
-def _judged(rollout: Rollout, verdict: Verdict, now: float) -> Transition:
-    """The judge's verdict on the current step's window, from step_started to now."""
+def _judged(rollout: Rollout, verdict: Verdict, now: float, end: float | None) -> Transition:
     r = rollout
     record = Judged(
         step=r.step,
@@ -72,7 +71,7 @@ def _judged(rollout: Rollout, verdict: Verdict, now: float) -> Transition:
         outcome=str(verdict.outcome),
         at=now,
         start=r.step_started,
-        end=now,
+        end=now if end is None else end,
         explain=verdict.explain(),
         verdict=verdict.to_dict(),
     )
@@ -197,9 +196,10 @@ def start(
     )
 
 
-def judged(rollout: Rollout, verdict: Verdict, now: float) -> Transition:
-    """The judge's verdict on the current step's window, from step_started to now."""
-    return _settled(_judged(rollout, verdict, now))
+def judged(rollout: Rollout, verdict: Verdict, now: float, *, end: float | None = None) -> Transition:
+    """The judge's verdict, reached at `now`, on the current step's window: from
+    step_started to `end` (now, when not given)."""
+    return _settled(_judged(rollout, verdict, now, end))
 
 
 def command(rollout: Rollout, what: Command, reason: str, now: float) -> Transition:

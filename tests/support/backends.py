@@ -24,7 +24,8 @@ class Backend:
     fail_first: int = 0  # the first N requests answer 500 (a webhook that is down, then up)
     keep_bodies: bool = False  # keep each request body in `bodies` (a webhook receiver)
     bodies: list[bytes] = field(default_factory=list)
-    first_hit_at: float = 0.0  # wall-clock time of the first request
+    first_hit_at: float = 0.0  # wall-clock times of the first and the latest request
+    last_hit_at: float = 0.0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -49,7 +50,9 @@ class Backend:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
-        self.first_hit_at = self.first_hit_at or time.time()
+        nth = self.hits  # this request's number: `hits` moves on while it waits
+        self.last_hit_at = time.time()
+        self.first_hit_at = self.first_hit_at or self.last_hit_at
         body = await request.read()
         record = {
             "backend": self.name,
@@ -63,5 +66,5 @@ class Backend:
             self.bodies.append(body)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        failing = self.hits <= self.fail_first or (self.fail_every and self.hits % self.fail_every == 0)
+        failing = nth <= self.fail_first or (self.fail_every and nth % self.fail_every == 0)
         return web.json_response(record, status=500 if failing else 200, headers={"X-Backend": self.name})
