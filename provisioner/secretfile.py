@@ -3,29 +3,17 @@ environment cannot carry them (a git push over SSH runs the hook without the pus
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import settings
 from provisioner.errors import ConfigError
 
 
 def read_secret_file(setting: str, name: str) -> str:
     """The secret in file `name`, named by setting `setting`; ConfigError when the file is
     unreadable, empty, or readable by others (the message never holds the secret)."""
-    path = Path(name)
-    try:
-        mode = path.stat().st_mode
-        secret = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{setting} {path}: cannot read it ({exc})") from exc
-    if not stat.S_ISREG(mode) or mode & 0o077:
-        raise ConfigError(
-            f"{setting} {path} may be read by others (mode {stat.S_IMODE(mode):o}): chmod 600 {path}"
-        )
-    if not secret:
-        raise ConfigError(f"{setting} {path} is empty")
-    return secret
+    return settings.read_secret_file(Path(name), setting, ConfigError)
 
 
 def with_password_file(redis_url: str, password_file: str) -> str:
