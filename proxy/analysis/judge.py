@@ -34,6 +34,9 @@ class JudgePolicy:
     error_allowed_ratio: float = 1.5  # x1.5 production's error rate
     p50_allowed_ratio: float = 1.25
     p99_allowed_ratio: float = 1.5
+    # ...or +5 ms, whichever allows more: a ratio alone fails sub-millisecond noise
+    # (1.2 -> 2.0 ms is x1.7) that no user notices.
+    latency_allowed_increase_s: float = 0.005
     significance: float = 0.10  # one-sided: the canary fails when p < this (see the README)
 
     def __post_init__(self) -> None:
@@ -45,6 +48,8 @@ class JudgePolicy:
             raise ValueError("error allowances must be >= 0 (increase) and >= 1 (ratio)")
         if self.p50_allowed_ratio < 1 or self.p99_allowed_ratio < 1:
             raise ValueError("latency allowed ratios must be >= 1")
+        if self.latency_allowed_increase_s < 0:
+            raise ValueError("latency_allowed_increase_s must be >= 0")
         if not 0 < self.significance < 0.5:
             raise ValueError("significance must be in (0, 0.5)")
 
@@ -118,6 +123,10 @@ def judge_latency(
     n_c, n_b = canary.count, baseline.count
     q_c, q_b = canary.quantile(q), baseline.quantile(q)
 
+    if q_b:
+        # The limit is the larger of production x ratio and production + the allowance;
+        # as a ratio, so Mood's test below scales production by it either way.
+        allowed_ratio = max(allowed_ratio, 1 + policy.latency_allowed_increase_s / q_b)
     limit = None if q_b is None else q_b * allowed_ratio
 
     def verdict(

@@ -126,6 +126,23 @@ def test_a_slower_canary_fails_at_p50_beyond_the_allowed_ratio() -> None:
     assert near.metric("latency_p50").outcome is Outcome.PASS
 
 
+def test_sub_millisecond_noise_passes_on_the_absolute_latency_allowance() -> None:
+    # x1.7 at p50, but 0.8 ms: inside production + 5 ms, which allows more than x1.25.
+    noisy = judge(version(2000, 0, median_s=0.002), version(2000, 0, median_s=0.0012))
+    p50 = noisy.metric("latency_p50")
+    assert p50.outcome is Outcome.PASS
+    assert p50.baseline is not None and p50.limit == pytest.approx(p50.baseline + 0.005)
+    # Well past the allowance it still fails: 12 ms against 1.2 ms.
+    slow = judge(version(2000, 0, median_s=0.012), version(2000, 0, median_s=0.0012))
+    assert slow.metric("latency_p50").outcome is Outcome.FAIL
+    # With no absolute allowance the same noise fails on the ratio alone.
+    strict = JudgePolicy(latency_allowed_increase_s=0)
+    assert (
+        judge(version(2000, 0, 0.002), version(2000, 0, 0.0012), strict).metric("latency_p50").outcome
+        is Outcome.FAIL
+    )
+
+
 def test_a_canary_with_a_slow_tail_fails_at_p99_with_the_same_median() -> None:
     # kayenta #780: higher variance, same centre.
     tail = Histogram.of([0.1] * 1900 + [0.5] * 100)
