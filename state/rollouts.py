@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import WatchError
 
+from state import streams
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.keys import KeySpace
@@ -188,14 +189,7 @@ class DeployRequests(Accessor):
     """The provisioner's side of the deploy requests: claim one, deploy, say how it went."""
 
     async def ensure_group(self) -> None:
-        async def run() -> None:
-            try:
-                await self.redis.xgroup_create(self.keys.rollout_deploys, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        await guarded(run)
+        await streams.ensure_group(self.redis, self.keys.rollout_deploys, GROUP)
 
     async def claim(
         self, consumer: str, *, block_ms: int = 1000, reclaim_idle_ms: int = 600_000
@@ -203,18 +197,11 @@ class DeployRequests(Accessor):
         """A request another worker left unacknowledged for `reclaim_idle_ms`, else a new one."""
         stream = self.keys.rollout_deploys
 
-        async def run() -> list[tuple[str, dict[str, str]]]:
-            _next, stale, *_ = await self.redis.xautoclaim(
-                stream, GROUP, consumer, min_idle_time=reclaim_idle_ms, start_id="0-0", count=1
-            )
-            stale = [(entry_id, fields) for entry_id, fields in stale if fields]
-            if stale:
-                return stale
-            rows = await self.redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=1, block=block_ms)
-            return [(entry_id, fields) for _s, entries in rows or [] for entry_id, fields in entries]
-
         found = []
-        for entry_id, fields in await guarded(run):
+        entries = await streams.claim_one(
+            self.redis, stream, GROUP, consumer, block_ms=block_ms, reclaim_idle_ms=reclaim_idle_ms
+        )
+        for entry_id, fields in entries:
             try:
                 at = float(fields.get("at", "0") or 0)
             except ValueError:

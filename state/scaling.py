@@ -12,8 +12,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import WatchError
 
+from state import streams
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.model import PoolName, parse_pool
@@ -76,14 +77,7 @@ class ScaleQueue(Accessor):
         return None if raw is None else str(raw)
 
     async def ensure_group(self) -> None:
-        async def run() -> None:
-            try:
-                await self.redis.xgroup_create(self.keys.scale_requests, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-        await guarded(run)
+        await streams.ensure_group(self.redis, self.keys.scale_requests, GROUP)
 
     async def claim(
         self, consumer: str, *, block_ms: int = 1000, reclaim_idle_ms: int = 60_000
@@ -92,21 +86,12 @@ class ScaleQueue(Accessor):
         `reclaim_idle_ms` (it died), else a new one, waiting up to `block_ms`.
         Malformed entries are acknowledged and skipped."""
         stream = self.keys.scale_requests
-
-        async def run() -> list[tuple[str, dict[str, str]]]:
-            _next, stale, *_ = await self.redis.xautoclaim(
-                stream, GROUP, consumer, min_idle_time=reclaim_idle_ms, start_id="0-0", count=1
-            )
-            # A trimmed entry comes back without fields: nothing left to serve.
-            stale = [(entry_id, fields) for entry_id, fields in stale if fields]
-            if stale:
-                return stale
-            rows = await self.redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=1, block=block_ms)
-            return [(entry_id, fields) for _s, entries in rows or [] for entry_id, fields in entries]
-
         found: list[ScaleRequest] = []
         malformed: list[str] = []
-        for entry_id, fields in await guarded(run):
+        entries = await streams.claim_one(
+            self.redis, stream, GROUP, consumer, block_ms=block_ms, reclaim_idle_ms=reclaim_idle_ms
+        )
+        for entry_id, fields in entries:
             try:
                 found.append(_decode(entry_id, fields))
             except InvalidValue:
