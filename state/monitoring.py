@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
+from state import outbox
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.keys import KeySpace
@@ -145,18 +146,8 @@ class MonitorStore(Accessor):
 
     async def next_notice(self, channel: str) -> Queued | None:
         """The oldest notification not yet delivered on `channel`; unreadable ones are dropped."""
-        key = self.keys.monitor_outbox(self.host, _check_channel(channel))
-        while True:
-            raw = await guarded(lambda: self.redis.lindex(key, 0))
-            if raw is None:
-                return None
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                return Queued(str(raw), data)
-            await self.delivered(channel, str(raw))
+        found = await outbox.oldest(self.redis, self.keys.monitor_outbox(self.host, _check_channel(channel)))
+        return None if found is None else Queued(*found)
 
     async def delivered(self, channel: str, raw: str) -> None:
         key = self.keys.monitor_outbox(self.host, _check_channel(channel))

@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from state import streams
+from state import outbox, streams
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.keys import KeySpace
@@ -163,18 +163,7 @@ class RolloutStore(Accessor):
 
     async def next_notice(self) -> tuple[str, Record] | None:
         """The oldest notice not yet posted (its raw form removes it); unreadable ones are dropped."""
-        key = self.keys.rollout_outbox
-        while True:
-            raw = await guarded(lambda: self.redis.lindex(key, 0))
-            if raw is None:
-                return None
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                return str(raw), data
-            await self.delivered(str(raw))
+        return await outbox.oldest(self.redis, self.keys.rollout_outbox)
 
     async def delivered(self, raw: str) -> None:
         await guarded(lambda: self.redis.lrem(self.keys.rollout_outbox, 1, raw))
