@@ -27,6 +27,7 @@ from provisioner.deploy.inventory import Target
 from provisioner.deploy.lock import locked
 from provisioner.deploy.outcome import failed_task
 from provisioner.deploy.previewplan import pick_port, to_remove
+from provisioner.drain import until_routed
 from provisioner.errors import ConfigureError, DeployError, HostFailed
 from state.previews import Preview, parse_preview_name
 from state.previewstore import PreviewStore
@@ -94,6 +95,8 @@ class BranchEnvs:
         backends = tuple(sorted(_with_port(t.url, port) for t in targets))
         preview = Preview(backends, "branch", sha=sha, branch=branch, created_at=now, touched_at=now)
         await self.previews.put_preview(slug, preview)
+        store, timeout_s = self.deployer.store, self.deployer.settings.drain_timeout_s
+        await until_routed(store, f"preview {slug}", timeout_s=timeout_s, say=self.say)
         url = self.settings.url_of(slug)
         fields = {
             "preview": slug,

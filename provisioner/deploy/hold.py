@@ -20,6 +20,7 @@ from provisioner.deploy.deployer import Deployer
 from provisioner.deploy.gitrefs import parse_sha
 from provisioner.deploy.inventory import Target
 from provisioner.deploy.lock import locked
+from provisioner.drain import until_routed
 from provisioner.errors import DeployError, DeployInputError
 from state import DeployRecord
 from state.model import PoolName, parse_pool
@@ -74,6 +75,9 @@ class ReleaseHolds(Deployer):
             name = sha[:8]
             await self.previews.put_preview(name, preview)
             url = self.url_of(name)
+            await until_routed(
+                self.store, f"preview {name}", timeout_s=self.settings.drain_timeout_s, say=self.say
+            )
             self.say(f"release {release} of {sha[:8]} held on {len(backends)} server(s): preview {url}")
             self.say(f"make it live: python -m provisioner deploy --env {env} --switch {name}")
             await self.notifier.notify("deploy.held", {"env": env, "sha": sha, "url": url, "preview": name})

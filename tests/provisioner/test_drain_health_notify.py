@@ -14,12 +14,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from provisioner.drain import drain, still_using
+from provisioner.drain import behind, drain, still_using, until_routed
 from provisioner.errors import HealthError
 from provisioner.health import verdict, wait_healthy
 from provisioner.notify import SIGNATURE_HEADER, Notifier, shown, sign
 from proxy.app import ProxyApp
 from state import InstanceInfo, StateStore
+from state.previews import Preview
+from state.previewstore import PreviewStore
 from tests.support.ports import free_port
 from tests.support.proxy import proxy_config
 from tests.support.wait import async_wait_until
@@ -104,6 +106,34 @@ async def test_drain_waits_for_the_request_in_flight(
             assert done.drained and done.waiting_on == ()
     finally:
         await app.stop()
+
+
+def test_behind() -> None:
+    assert behind([], 5) == ()
+    assert behind([inst(5), inst(6)], 5) == ()
+    assert behind([inst(4), inst("5"), inst(None)], 5) == ("h:1:8080",) * 3  # not a number: behind
+
+
+async def test_a_new_preview_is_said_only_once_the_proxy_routes_it(store: StateStore, redis_url: str) -> None:
+    app = ProxyApp(proxy_config(redis_url, heartbeat_interval_s=0.2))
+    await app.start()
+    said: list[str] = []
+    try:
+        # until_routed waits on heartbeats: with none yet it would have no one to wait for.
+        await async_wait_until(store.instances, 5, "the proxy's first heartbeat")
+        preview = Preview(("http://127.0.0.1:9",), "branch", "ab" * 20, "main", 1.0, 1.0)
+        await PreviewStore.of(store).put_preview("main", preview)
+        routed = await until_routed(store, "preview main", timeout_s=10, say=said.append)
+        # Without the wait the follower has not run yet: the preview would answer 404.
+        assert routed.drained and "main" in app.snapshots.snapshot.previews
+        assert said == []
+    finally:
+        await app.stop()
+    # A proxy that stopped reporting (its heartbeat still fresh) is named at the deadline.
+    await store.heartbeat("gone:1:8080", {"version": 0}, ttl_s=30)
+    late = await until_routed(store, "preview main", timeout_s=0.3, say=said.append)
+    assert not late.drained and "gone:1:8080" in late.waiting_on
+    assert said and said[-1].startswith("preview main: not yet routed by ") and "gone:1:8080" in said[-1]
 
 
 def test_health_verdicts() -> None:
