@@ -80,15 +80,29 @@ def judge_errors(canary: VersionWindow, baseline: VersionWindow, policy: JudgePo
         test: str = "",
         statistic: float | None = None,
         p_value: float | None = None,
+        decisive: bool = False,
     ) -> MetricVerdict:
         intervals = wilson_interval(x_c, n_c), wilson_interval(x_b, n_b)
         return MetricVerdict(
-            "errors", outcome, reason, rate_c, rate_b, limit, n_c, n_b, *intervals, test, statistic, p_value
+            "errors",
+            outcome,
+            reason,
+            rate_c,
+            rate_b,
+            limit,
+            n_c,
+            n_b,
+            *intervals,
+            test,
+            statistic,
+            p_value,
+            decisive,
         )
 
     catastrophic = rate_c is not None and rate_c >= policy.catastrophic_error_rate
     if catastrophic and n_c >= policy.catastrophic_min_requests:
-        return verdict(Outcome.FAIL, f"catastrophic: >= {policy.catastrophic_error_rate:.0%} errors")
+        reason = f"catastrophic: >= {policy.catastrophic_error_rate:.0%} errors"
+        return verdict(Outcome.FAIL, reason, decisive=True)
     if n_c < policy.min_requests or n_b < policy.min_requests or rate_b is None:
         return verdict(Outcome.INCONCLUSIVE, _too_few(n_c, n_b, policy.min_requests, "requests"))
     limit = min(rate_b + policy.error_allowed_increase, rate_b * policy.error_allowed_ratio)

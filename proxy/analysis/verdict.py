@@ -31,6 +31,7 @@ class MetricVerdict:
     test: str  # the test and its null hypothesis, "" when none ran
     statistic: float | None  # errors: observed odds ratio; latency: quantile ratio
     p_value: float | None  # one-sided: small means the canary is worse than the limit
+    decisive: bool = False  # a FAIL no second window could undo (a catastrophic error rate)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self) | {"outcome": str(self.outcome)}
@@ -65,6 +66,11 @@ class Verdict:
         if Outcome.INCONCLUSIVE in outcomes or not metrics:
             return cls(Outcome.INCONCLUSIVE, metrics)
         return cls(Outcome.PASS, metrics)
+
+    @property
+    def decisive(self) -> bool:
+        """A FAIL to act on at once, without judging another window."""
+        return any(m.decisive and m.outcome is Outcome.FAIL for m in self.metrics)
 
     def metric(self, name: str) -> MetricVerdict:
         for m in self.metrics:

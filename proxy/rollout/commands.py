@@ -31,6 +31,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)), help="weights, e.g. 5,10,25,50,100")
     p.add_argument("--step-s", type=float, default=60.0, help="seconds each step is watched before judging")
     p.add_argument("--max-inconclusive", type=int, default=3, help="extra waits on too little traffic")
+    p.add_argument(
+        "--failure-limit",
+        type=int,
+        default=1,
+        help="failed windows re-judged before aborting (0: abort at once)",
+    )
     p.add_argument("--promote", choices=["deploy", "hold"], default="hold", help="after the last step")
     p = actions.add_parser("status", parents=[common], help="the rollout, its step and its verdicts")
     p.add_argument("--json", action="store_true")
@@ -44,7 +50,9 @@ def run(args: argparse.Namespace, config: ProxyConfig) -> int:
     plan = None
     if args.action == "start":
         try:
-            plan = Plan(parse_steps(args.steps), args.step_s, args.max_inconclusive, args.promote)
+            plan = Plan(
+                parse_steps(args.steps), args.step_s, args.max_inconclusive, args.promote, args.failure_limit
+            )
         except RolloutError as exc:
             raise CliError(str(exc), EXIT_BAD_INPUT) from exc
     return asyncio.run(_run(args, config, plan))
@@ -93,7 +101,8 @@ def describe(r: Rollout, leader: str | None) -> list[str]:
     steps = " ".join(f"[{s}]" if i == r.step else str(s) for i, s in enumerate(r.plan.steps))
     lines = [
         f"rollout {r.id} of {r.release}: {r.status}, by {r.by}",
-        f"steps    {steps} (every {r.plan.step_s:g} s, promote: {r.plan.promote})",
+        f"steps    {steps} (every {r.plan.step_s:g} s, promote: {r.plan.promote},"
+        f" failed windows {r.failures} of {r.plan.failure_limit} allowed)",
         f"weight   {r.target}% to staging (before the rollout: {r.weight_before}%)",
         f"leader   {leader or 'none: no proxy is running'}",
     ]

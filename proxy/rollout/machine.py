@@ -2,7 +2,9 @@
 what to do out. No I/O, no clock: `now` is an argument.
 
 PASS moves to the next step (a step at 100% is the promotion: with all traffic on
-the canary no production is left to judge it against); FAIL aborts (weight 0);
+the canary no production is left to judge it against); FAIL judges the same step
+again on a fresh window, up to the plan's `failure_limit` FAILs in the rollout,
+then aborts (weight 0), and a catastrophic FAIL aborts at once;
 INCONCLUSIVE waits another step-s on the same window, up to `max_inconclusive`
 times, then holds: never a promotion on no data. An alert pauses a running
 rollout; nothing resumes one but a person, and nothing resumes an aborted one.
@@ -78,7 +80,14 @@ def _judged(rollout: Rollout, verdict: Verdict, now: float, end: float | None) -
     r = replace(r, history=(*r.history, record))
     details = tuple(m.explain() for m in verdict.metrics)
     if verdict.outcome is Outcome.FAIL:
-        return _abort(r, f"the judge failed the canary at {r.weight}%", details)
+        failures = r.failures + 1
+        if failures > r.plan.failure_limit or verdict.decisive:
+            return _abort(
+                replace(r, failures=failures), f"the judge failed the canary at {r.weight}%", details
+            )
+        # A fresh window, not the bad one grown: what made it bad must not count twice.
+        again = replace(r, failures=failures, inconclusive=0, step_started=now, due_at=now + r.plan.step_s)
+        return again, ()
     if verdict.outcome is Outcome.INCONCLUSIVE:
         waits = r.inconclusive + 1
         if waits > r.plan.max_inconclusive:

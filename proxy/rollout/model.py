@@ -36,6 +36,10 @@ class Plan:
     step_s: float = 60.0
     max_inconclusive: int = 3  # extra waits of step_s on an INCONCLUSIVE step before holding
     promote: Promote = "hold"
+    # FAIL windows the rollout rides out (each re-judged on a fresh window) before it
+    # aborts: one GC pause on a canary server fills a short window's p99 (Flagger's
+    # `threshold`, Argo's `failureLimit`). A catastrophic error rate aborts at once.
+    failure_limit: int = 1
 
     def __post_init__(self) -> None:
         if not self.steps or any(not 1 <= s <= 100 for s in self.steps):
@@ -48,6 +52,8 @@ class Plan:
             raise RolloutError("step-s must be a number of seconds above 0, at most 86400")
         if not 0 <= self.max_inconclusive <= 1000:
             raise RolloutError("max-inconclusive must be a whole number 0-1000")
+        if not 0 <= self.failure_limit <= 100:
+            raise RolloutError("failure-limit must be a whole number 0-100")
         if self.promote not in ("deploy", "hold"):
             raise RolloutError("promote must be deploy or hold")
 
@@ -86,6 +92,7 @@ class Rollout:
     step_started: float = 0.0  # the judge's window begins here
     due_at: float = 0.0  # the judge runs at this time
     inconclusive: int = 0  # INCONCLUSIVE verdicts on the current step
+    failures: int = 0  # FAIL verdicts so far, each followed by a fresh window
     reason: str = ""
     history: tuple[Judged, ...] = ()
     deploy_request: str = ""  # the id of the deploy asked for on promotion

@@ -109,7 +109,15 @@ async def test_a_failing_canary_aborts_at_weight_zero_with_audit_and_a_notice(re
     source.staging = window(1000, 60)  # 6% against production's 1%
     source.now = r.started_at + 6
     await c.tick()
+    # The first FAIL is judged again on a fresh window (the plan's failure_limit of 1)...
+    assert c.current is not None and (c.current.status, c.current.failures) == (Status.RUNNING, 1)
+    assert (await c.store.read_snapshot()).weight == 10
+    assert not await c.rollouts.next_notice()
+    source.now += 6
+    await c.tick()
+    # ...and the second aborts.
     assert c.current is not None and c.current.status is Status.ABORTED
+    assert source.asked[-1][0] == r.started_at + 6  # the fresh window began at the first verdict
     assert (await c.store.read_snapshot()).weight == 0
     audit = [e for e in await c.store.audit_log(20) if e.what == "rollout"]
     assert audit[0].after["status"] == "aborted"  # type: ignore[index]

@@ -43,8 +43,35 @@ def test_pass_moves_to_the_next_step_with_a_fresh_window() -> None:
     assert (r.history[0].start, r.history[0].end, r.history[0].weight) == (1000, 1061, 10)
 
 
-def test_fail_aborts_at_weight_zero_and_notifies_with_the_explanation() -> None:
+def test_a_first_fail_judges_the_step_again_on_a_fresh_window() -> None:
     r, actions = machine.judged(started(), FAIL, 1061)
+    assert actions == () and r.status is Status.RUNNING
+    assert (r.step, r.target, r.failures, r.step_started, r.due_at) == (0, 10, 1, 1061, 1121)
+    assert [j.outcome for j in r.history] == ["FAIL"]
+    # The second FAIL, on the fresh window, is past the limit of 1: abort.
+    r, actions = machine.judged(r, FAIL, 1121)
+    assert r.status is Status.ABORTED and r.target == 0 and r.failures == 2
+    assert actions[0] == SetWeight(0)
+
+
+def test_failures_count_across_steps_and_a_pass_after_one_goes_on() -> None:
+    r, _ = machine.judged(started(), FAIL, 1061)
+    r, _ = machine.judged(r, PASS, 1121)
+    assert (r.step, r.failures, r.status) == (1, 1, Status.RUNNING)
+    r, _ = machine.judged(r, FAIL, 1181)
+    assert r.status is Status.ABORTED
+
+
+def test_a_catastrophic_fail_aborts_at_once_whatever_the_limit() -> None:
+    m = MetricVerdict(
+        "errors", Outcome.FAIL, "catastrophic", 0.9, 0.0, None, 30, 5000, None, None, "", None, None, True
+    )
+    r, _ = machine.judged(started(Plan(steps=(10, 100), step_s=60, failure_limit=5)), Verdict.of((m,)), 1061)
+    assert r.status is Status.ABORTED and r.failures == 1
+
+
+def test_fail_aborts_at_weight_zero_and_notifies_with_the_explanation() -> None:
+    r, actions = machine.judged(started(Plan(steps=(10, 50, 100), step_s=60, failure_limit=0)), FAIL, 1061)
     assert r.status is Status.ABORTED and r.target == 0
     assert actions[0] == SetWeight(0)
     notice = actions[1]
@@ -112,7 +139,8 @@ def test_an_alert_pauses_a_running_rollout_and_clearing_it_resumes_nothing() -> 
 
 
 def test_an_aborted_rollout_does_not_resume() -> None:
-    aborted, _ = machine.judged(started(), FAIL, 1061)
+    aborted, _ = machine.judged(started(Plan(steps=(10, 100), step_s=60, failure_limit=0)), FAIL, 1061)
+    assert aborted.status is Status.ABORTED
     with pytest.raises(RolloutError, match="does not resume"):
         machine.command(aborted, "resume", "", 1100)
 
@@ -171,6 +199,7 @@ def test_the_record_round_trips_through_json() -> None:
         ({"steps": (100,)}, "below 100"),
         ({"step_s": 0}, "step-s"),
         ({"max_inconclusive": -1}, "max-inconclusive"),
+        ({"failure_limit": -1}, "failure-limit"),
         ({"promote": "ship"}, "promote"),
     ],
 )

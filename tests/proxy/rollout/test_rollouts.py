@@ -108,7 +108,8 @@ async def test_five_points_more_5xx_abort_at_the_first_step_at_every_proxy_fast(
     for load in loads:
         load.start()
     try:
-        await rig.cli("rollout", "start", "--steps", "25,50,100", "--step-s", "3")
+        # --failure-limit 0: abort on the first FAIL, as fast as a verdict can.
+        await rig.cli("rollout", "start", "--steps", "25,50,100", "--step-s", "3", "--failure-limit", "0")
         await eventually(
             lambda: rig.status_is("aborted", "held", "done"), 40, "the rollout to end", interval_s=0.05
         )
@@ -161,10 +162,13 @@ async def test_a_staging_backend_100_ms_slower_fails_on_latency(rig: Rig) -> Non
         await eventually(lambda: rig.status_is("aborted"), 30, "the rollout to abort")
     finally:
         await load.stop()
-    *waits, judged = history(await rig.record())
-    assert {j["outcome"] for j in waits} <= {"INCONCLUSIVE"}
-    assert outcome_of(judged, "latency_p50") == "FAIL"
-    assert outcome_of(judged, "errors") == "PASS"
+    # Two FAILs (the default --failure-limit 1 judged a fresh window after the first),
+    # both on latency and not on errors, at the first step.
+    judged = [j for j in history(await rig.record()) if j["outcome"] != "INCONCLUSIVE"]
+    assert [(j["outcome"], j["step"]) for j in judged] == [("FAIL", 0)] * 2
+    assert {outcome_of(j, "latency_p50") for j in judged} == {"FAIL"}
+    assert {outcome_of(j, "errors") for j in judged} == {"PASS"}
+    assert judged[1]["start"] == judged[0]["at"]  # a fresh window, not the first one grown
     await eventually(lambda: _weight_is(rig, a, 0), 5, "the proxy to route nothing to staging")
 
 
@@ -181,8 +185,11 @@ async def test_an_identical_canary_is_promoted_to_100(rig: Rig) -> None:
     record = await rig.record()
     print(*[j["explain"] for j in history(record)], sep="\n")
     assert record["status"] == "done", record["reason"]
-    # One step judged (100% is the promotion), after any waits for enough traffic.
-    assert [j["outcome"] for j in history(record) if j["outcome"] != "INCONCLUSIVE"] == ["PASS"]
+    # One step judged (100% is the promotion), after any waits for enough traffic. A
+    # shared machine can stall the canary's backend for a window's p99 (CI saw 113 ms
+    # against 28): the failure limit of 1 rides out one such window, and no more.
+    judged = [j["outcome"] for j in history(record) if j["outcome"] != "INCONCLUSIVE"]
+    assert judged in (["PASS"], ["FAIL", "PASS"]), judged
     await eventually(lambda: _weight_is(rig, a, 100), 5, "the proxy to route all traffic to staging")
     status = await rig.cli("rollout", "status")
     assert "done" in status and "deploy" in status
