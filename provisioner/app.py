@@ -25,7 +25,7 @@ from provisioner.deploy.branches import BranchEnvs, PreviewSettings
 from provisioner.deploy.commands import DeployParts, say
 from provisioner.deploy.commits import CommitSource
 from provisioner.deploy.deployer import DeploySettings
-from provisioner.deploy.hold import ReleaseHolds
+from provisioner.deploy.housekeeping import Housekeeping
 from provisioner.deploy.inventory import HostVars
 from provisioner.deploy.requests import serve_deploy_requests
 from provisioner.notify import Notifier
@@ -231,7 +231,7 @@ def build_deployer(
     keys = KeySpace(config.key_prefix)
     deploys = DeployStore(client, keys, actor=actor)
     previews = PreviewStore(client, keys, actor=actor)
-    deployer = ReleaseHolds(
+    deployer = Housekeeping(
         previews=previews,
         url_of=lambda name: config.preview_url.replace("{name}", name),
         configurer=configurer(config, bin_dir, playbooks_dir),

@@ -253,7 +253,7 @@ def _deploys(args: argparse.Namespace, config: ProvisionerConfig, actor: str) ->
     if args.command == "rollback":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.rollback(p, args.env))
     if args.command == "releases":
-        return _with_deployer(config, bin_dir, actor, lambda p: commands.releases(p, args.env, args.json))
+        return _with_deployer(config, bin_dir, actor, lambda p: commands.releases(p, args))
     if args.command == "previews":
         return _with_deployer(config, bin_dir, actor, lambda p: commands.previews(p, args))
     lines = sys.stdin.read().splitlines()

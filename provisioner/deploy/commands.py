@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,13 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 
 from provisioner.config import ProvisionerConfig
-from provisioner.deploy import previewcmd
+from provisioner.deploy import previewcmd, releasecmd
 from provisioner.deploy.branches import BranchEnvs
 from provisioner.deploy.gitrefs import decide, parse_sha, parse_update
-from provisioner.deploy.hold import ReleaseHolds
+from provisioner.deploy.housekeeping import Housekeeping
 from provisioner.deploy.inventory import HostVars, as_ansible, plan
 from provisioner.deploy.previewcmd import branch
 from provisioner.deploy.previewplan import branch_actions
-from provisioner.deploy.releases import previous
 from provisioner.errors import ConfigError, DeployError, DeployInputError
 from state import POOLS, DeployRecord, DeployStore, KeySpace, ServerRegistry, StateError, StateStore, connect
 from state.model import PoolName
@@ -50,17 +48,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     which.add_argument("--sha", help="the commit's full id")
     which.add_argument("--switch", "--promote", metavar="SHA", help="make the held release of SHA live")
     which.add_argument("--discard", metavar="SHA", help="remove the held release of SHA")
+    which.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the last deploy, which failed: servers on it are skipped",
+    )
     deploy.add_argument("--hold", action="store_true", help="with --sha: hold the release at a preview")
     deploy.add_argument("--repo", type=Path, help="git repository holding it (default: deploy_repo)")
     back = sub.add_parser(
         "rollback", parents=[common], help="switch an environment back to its previous release"
     )
     back.add_argument("--env", **envs)
-    releases = sub.add_parser(
-        "releases", parents=[common], help="each server's releases and the last deploys"
-    )
-    releases.add_argument("--env", **envs)
-    releases.add_argument("--json", action="store_true")
     receive = sub.add_parser(
         "receive", parents=[common], help="hooks/post-receive: '<old> <new> <ref>' lines on stdin"
     )
@@ -72,6 +70,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     which.add_argument("--list", action="store_true")
     which.add_argument("--host")
     previewcmd.add_parsers(sub, common)
+    releasecmd.add_parsers(sub, common)
 
 
 def say(line: str, *, error: bool = False) -> None:
@@ -103,7 +102,7 @@ def _silence(stream: TextIO) -> None:
 @dataclass
 class DeployParts:
     redis: aioredis.Redis
-    deployer: ReleaseHolds
+    deployer: Housekeeping
     deploys: DeployStore
     # Branch environments (None: branch_previews is off, other branches deploy nothing).
     branches: BranchEnvs | None = None
@@ -125,13 +124,15 @@ def outcome(record: DeployRecord) -> int:
     return 1
 
 
-async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
+async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path, *, resume: bool = False) -> int:
     if held := await parts.deployer.held(env):
         say(
             f"error: {env} holds release {next(iter(held))}: `deploy --switch` or `--discard` it first",
             error=True,
         )
         return 1
+    if resume:
+        return outcome(await parts.deployer.resume(env, repo))
     return outcome(await parts.deployer.deploy(env, sha, repo))
 
 
@@ -148,9 +149,10 @@ def deploy_repo(args: argparse.Namespace, default: str) -> Path | None:
     """`deploy`'s repository (None: --switch and --discard need none); bad usage raises."""
     if args.hold and not args.sha:
         raise DeployInputError("--hold goes with --sha: the commit to prepare and hold")
-    if not args.sha:
+    if not args.sha and not args.resume:
         return None
-    parse_sha(args.sha)
+    if args.sha:
+        parse_sha(args.sha)
     repo = args.repo or (Path(default) if default else None)
     if repo is None:
         raise ConfigError("no repository to deploy from: pass --repo or set deploy_repo")
@@ -164,6 +166,8 @@ async def deploy_command(parts: DeployParts, args: argparse.Namespace, repo: Pat
         await parts.deployer.discard(args.env, args.discard)
         return 0
     assert repo is not None
+    if args.resume:
+        return await deploy(parts, args.env, "", repo, resume=True)
     return await (hold if args.hold else deploy)(parts, args.env, args.sha, repo)
 
 
@@ -203,35 +207,8 @@ async def previews(parts: DeployParts, args: argparse.Namespace) -> int:
     return await previewcmd.previews(parts.branches, args, say)
 
 
-async def releases(parts: DeployParts, env: PoolName, as_json: bool) -> int:
-    reports = await parts.deployer.releases(env)
-    history = await parts.deploys.history(env, 5)
-    if as_json:
-        data = {
-            "env": env,
-            "servers": reports,
-            "history": [{**r.fields(), "releases": dict(r.releases)} for r in history],
-        }
-        print(json.dumps(data, indent=2))
-        return 0
-    for host, report in sorted(reports.items()):
-        current = str(report.get("current", ""))
-        listed = report.get("releases")
-        names = [str(n) for n in listed] if isinstance(listed, list) else []
-        back = previous(names, current)
-        say(f"{host}  current {current or '-'}" + (f"  (rollback goes to {back})" if back else ""))
-        for name in sorted(names, reverse=True):
-            say(f"  {'*' if name == current else ' '} {name}")
-    if history:
-        say("last deploys:")
-    for r in history:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.at))
-        detail = f"at {r.failed_host} task {r.failed_task!r}" if r.failed_host else r.error[:80]
-        say(
-            f"  {when} UTC  {r.action:<8} {r.sha[:8] or '-':<8}  {r.result:<9}"
-            f" {r.seconds:5.1f}s  by {r.by}  {detail}"
-        )
-    return 0
+async def releases(parts: DeployParts, args: argparse.Namespace) -> int:
+    return await releasecmd.run(parts.deployer, parts.deploys, args, say)
 
 
 async def inventory(config: ProvisionerConfig, host_vars: HostVars, host: str | None) -> int:

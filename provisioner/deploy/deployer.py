@@ -86,11 +86,15 @@ class Deployer:
 
     async def releases(self, env: PoolName) -> dict[str, Mapping[str, object]]:
         """What each server of `env` has: its current release and the kept ones."""
-        p = await self._targets(parse_pool(env))
-        reports = await asyncio.gather(
-            *(self._run(env, t, {"switchyard_app_step": "list"}) for t in p.targets)
-        )
-        return {t.host: r for t, r in zip(p.targets, reports, strict=True)}
+        return await self._everywhere(parse_pool(env), {"switchyard_app_step": "list"})
+
+    async def _everywhere(
+        self, env: PoolName, extravars: dict[str, object], p: DeployPlan | None = None
+    ) -> dict[str, Mapping[str, object]]:
+        """The app role's step run on every server of `env` (or `p`'s) at once: each one's report."""
+        p = p or await self._targets(env)
+        found = await asyncio.gather(*(self._run(env, t, extravars) for t in p.targets))
+        return {t.host: r for t, r in zip(p.targets, found, strict=True)}
 
     async def _locked(
         self,
@@ -144,11 +148,11 @@ class Deployer:
         return live
 
     async def _build(
-        self, env: PoolName, sha: str, repo: Path, started: float, **extra: object
+        self, env: PoolName, sha: str, repo: Path, started: float, only: DeployPlan | None = None, **x: object
     ) -> tuple[DeployPlan, str]:
-        """A release of `sha` prepared on every server of `env`: built, checked on the side port."""
+        """A release of `sha` prepared on every server of `env` (or `only`'s), checked on the side port."""
         await resolve_commit(repo, sha)
-        p = await self._targets(env)
+        p = only or await self._targets(env)
         release = release_name(started, sha)
         hosts = ", ".join(t.host for t in p.targets)
         self.say(f"deploying {sha[:8]} to {env} as release {release} on {hosts}")
@@ -160,7 +164,7 @@ class Deployer:
                 "switchyard_app_sha": sha,
                 "switchyard_app_archive": str(tar),
                 "switchyard_app_release": release,
-                **extra,
+                **x,
             }
             await self._prepare(env, p.targets, prepare, release)
         finally:

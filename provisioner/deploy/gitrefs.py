@@ -13,6 +13,7 @@ from state.model import PoolName
 ZERO_SHA = "0" * 40
 BRANCH_ENVS: Mapping[str, PoolName] = {"main": "production", "master": "production", "staging": "staging"}
 _SHA = re.compile(r"[0-9a-f]{40}")
+_SHORT = re.compile(r"[0-9a-f]{7,40}")
 _REF = re.compile(r"refs/[A-Za-z0-9._/-]{1,240}")
 
 
@@ -21,6 +22,14 @@ def parse_sha(value: str) -> str:
     text = value.strip()
     if not _SHA.fullmatch(text):
         raise DeployInputError(f"sha {value[:60]!r} is not a full commit id: give all 40 hex digits")
+    return text
+
+
+def parse_short_sha(value: str) -> str:
+    """A commit named by 7 to 40 hex digits, lower-cased: a held release, a kept one."""
+    text = value.strip().lower()
+    if not _SHORT.fullmatch(text):
+        raise DeployInputError(f"sha {value[:60]!r} is not a commit id: give 7 to 40 hex digits")
     return text
 
 

@@ -9,7 +9,6 @@ One release is held per environment at a time: the side port is the servers' one
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -17,17 +16,16 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from provisioner.deploy.deployer import Deployer
-from provisioner.deploy.gitrefs import parse_sha
+from provisioner.deploy.gitrefs import parse_sha, parse_short_sha
 from provisioner.deploy.inventory import Target
 from provisioner.deploy.lock import locked
 from provisioner.drain import until_routed
-from provisioner.errors import DeployError, DeployInputError
+from provisioner.errors import DeployError
 from state import DeployRecord
 from state.model import PoolName, parse_pool
 from state.previews import Preview
 from state.previewstore import PreviewStore
 
-_SHORT = re.compile(r"[0-9a-f]{7,40}")
 T = TypeVar("T")
 
 
@@ -83,7 +81,7 @@ class ReleaseHolds(Deployer):
             await self.notifier.notify("deploy.held", {"env": env, "sha": sha, "url": url, "preview": name})
             return preview
 
-        return await self._held_lock(env, run)
+        return await self._exclusive(env, run)
 
     async def switch(self, env: PoolName, sha: str) -> DeployRecord:
         """Make the held release live, as a deploy: server by server behind the proxies."""
@@ -114,18 +112,16 @@ class ReleaseHolds(Deployer):
             self.say(f"held release {preview.release} of {preview.sha[:8]} discarded; preview {name} removed")
             await self.notifier.notify("deploy.discarded", {"env": env, "sha": preview.sha, "preview": name})
 
-        await self._held_lock(env, run)
+        await self._exclusive(env, run)
 
     async def _find(self, env: PoolName, sha: str) -> tuple[str, Preview]:
-        text = sha.strip().lower()
-        if not _SHORT.fullmatch(text):
-            raise DeployInputError(f"sha {sha[:60]!r} is not a commit id: give 7 to 40 hex digits")
+        text = parse_short_sha(sha)
         found = [(n, p) for n, p in (await self.held(env)).items() if p.sha.startswith(text)]
         if not found:
             raise DeployError(f"{env} holds no release of {text}: `deploy --hold` one first")
         return found[0]
 
-    async def _held_lock(self, env: PoolName, op: Callable[[], Awaitable[T]]) -> T:
+    async def _exclusive(self, env: PoolName, op: Callable[[], Awaitable[T]]) -> T:
         limits = self.settings
         return await locked(
             self.deploys,
