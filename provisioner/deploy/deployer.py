@@ -181,7 +181,8 @@ class Deployer:
                     env, target, {"switchyard_app_step": "activate", "switchyard_app_release": release}
                 )
             except BaseException:
-                await finish(self._discard(env, targets[i + 1 :], release))
+                # The failing server's too: a drain that ran out switched nothing there.
+                await finish(self._discard(env, targets[i:], release))
                 raise
             live[target.host] = str(report.get("current", ""))
             self.say(f"{target.host}: live on {live[target.host]} ({time.monotonic() - clock:.1f}s)")

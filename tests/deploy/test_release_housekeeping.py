@@ -99,6 +99,8 @@ async def test_resume_finishes_a_failed_deploy_and_skips_the_server_already_on_i
     )
     switched = current(first_server).name
     assert switched.endswith(sha[:8]) and not current(second_server).name.endswith(sha[:8])
+    # Prepared there but never switched to: discarded, as on any server not reached.
+    assert not any(n.endswith(sha[:8]) for n in releases(second_server)), releases(second_server)
 
     await parts.store.redis.delete(KeySpace().instance("stuck:1:8080"))
     said = ok("deploy", "--env", "production", "--resume", "--repo", repo, env=env)
