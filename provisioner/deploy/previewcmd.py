@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.deploy.branches import BranchEnvs
-from provisioner.deploy.previewplan import BranchAction
+from provisioner.deploy.previewplan import BranchAction, slug_for
 from provisioner.errors import DeployError, HostFailed
 from state import StateError
 
@@ -33,18 +33,22 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 async def branch(envs: BranchEnvs, action: BranchAction, repo: Path, say: Say) -> int:
     """A pushed branch: deploy (or redeploy) its environment, or remove it once deleted."""
 
+    slug = action.slug
+
     async def run() -> None:
+        nonlocal slug  # resolved under the lock: another branch may own the plain slug
+        slug = slug_for(action.branch, await envs.previews.previews())
         if action.remove:
-            await envs.remove(action.slug, f"{action.update.ref} deleted")
+            await envs.remove(slug, f"{action.update.ref} deleted")
         else:
-            await envs.deploy(action.branch, action.slug, action.update.new, repo)
+            await envs.deploy(action.branch, slug, action.update.new, repo)
 
     try:
         await envs.locked(run)
     except (DeployError, StateError) as exc:
-        say(f"error: preview {action.slug} of {action.branch}: {exc}", error=True)
+        say(f"error: preview {slug} of {action.branch}: {exc}", error=True)
         failed = {
-            "preview": action.slug,
+            "preview": slug,
             "branch": action.branch,
             "sha": action.update.new,
             "error": str(exc)[:500],

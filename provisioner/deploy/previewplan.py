@@ -28,8 +28,23 @@ def branch_slug(branch: str) -> str:
     slug = _NOT_SLUG.sub("-", branch.lower()).strip("-")
     if slug and len(slug) <= MAX_SLUG:
         return slug
+    return _hashed(slug, branch)
+
+
+def _hashed(slug: str, branch: str) -> str:
     digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
     return f"{slug[: MAX_SLUG - 9].strip('-')}-{digest}".strip("-")
+
+
+def slug_for(branch: str, previews: Mapping[str, Preview]) -> str:
+    """The preview name of `branch`: the one it has, else its slug, unless that is taken
+    by another branch or a held release (feature/x and feature-x are both feature-x):
+    then the slug with a hash of the branch, so neither replaces nor removes the other."""
+    for name, p in previews.items():
+        if p.kind == "branch" and p.branch == branch:
+            return name
+    slug = branch_slug(branch)
+    return slug if slug not in previews else _hashed(slug, branch)
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,4 +141,21 @@ async def test_a_pushed_branch_is_a_preview_until_it_is_deleted(
     assert dict(await previews.previews()) == {}
     missing = provisioner_cli("previews", "rm", "No_Such", env=cli_env)
     assert missing.returncode == 2 and "preview name 'No_Such' is not valid" in missing.stderr
+
+    # Two branches with one slug (x_y and x/y are both x-y): two previews, and deleting
+    # the second leaves the first serving its own commit.
+    assert app_repo.push("HEAD:refs/heads/x_y", env).returncode == 0
+    second = app_repo.commit("x/y")
+    pushed = app_repo.push("HEAD:refs/heads/x/y", env)
+    assert pushed.returncode == 0, pushed.stderr
+    (name,) = set(await previews.previews()) - {"x-y"}
+    assert name.startswith("x-y-") and f"remote: preview {name} is {second[:8]}" in pushed.stderr
+    assert (await previews.preview("x-y")).branch == "x_y"
+    pushed = app_repo.push(":refs/heads/x/y", env)
+    assert pushed.returncode == 0 and f"remote: preview {name} removed" in pushed.stderr, pushed.stderr
+    await eventually(lambda: name not in proxy.snapshots.snapshot.previews, 5, f"{name} to go")
+    assert await via_proxy(proxy, "x-y.preview.localhost") == (
+        200,
+        {"status": "ok", "version": f"preview-{again[:8]}"},
+    )
     assert (await health(prod.url), await health(stag.url)) == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioner.deploy.gitrefs import ZERO_SHA, RefUpdate
-from provisioner.deploy.previewplan import branch_actions, branch_slug, pick_port, to_remove
+from provisioner.deploy.previewplan import branch_actions, branch_slug, pick_port, slug_for, to_remove
 from state.previews import Preview, parse_preview_name
 
 A, B = "a" * 40, "b" * 40
@@ -32,6 +32,23 @@ def test_a_long_or_empty_name_is_cut_and_told_apart_by_a_hash() -> None:
     assert len(slugs) == 4
     for slug in slugs:
         assert len(slug) <= 63 and parse_preview_name(slug) == slug
+
+
+def test_two_branches_with_one_slug_get_two_previews_and_each_keeps_its_own() -> None:
+    def branch(name: str) -> Preview:
+        return Preview(("http://s:9000",), "branch", A, name)
+
+    assert slug_for("feature/x", {}) == "feature-x"
+    taken = {"feature-x": branch("feature-x")}
+    assert slug_for("feature-x", taken) == "feature-x"  # its own: redeployed, or removed
+    other = slug_for("feature/x", taken)
+    assert other.startswith("feature-x-") and other == parse_preview_name(other)
+    both = {**taken, other: branch("feature/x")}
+    assert (slug_for("feature/x", both), slug_for("feature-x", both)) == (other, "feature-x")
+    # Once the first is gone the second keeps its name; a held release's name is taken too.
+    assert slug_for("feature/x", {other: branch("feature/x")}) == other
+    held = {"abcdef12": Preview(("http://s:9001",), "release", A)}
+    assert slug_for("abcdef12", held) != "abcdef12"
 
 
 def test_only_branches_that_are_no_environments_are_previews() -> None:
