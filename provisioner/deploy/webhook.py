@@ -8,9 +8,11 @@ malformed), the delivery id and the body's digest, each remembered in Redis for
 `webhook_replay_ttl_s` (a replay gets 403: GitHub's signature does not cover the
 delivery id, so a captured push could come back under a new one); a push that would
 take its environment to the deployed commit or an older one (409, unless a force push
-and `webhook_allow_force`). A push to main/master or staging answers 202 and deploys in the background
-(pushes to one environment wait for each other on the deploy lock); others answer 200
-and do nothing. Errors are `{"error": CODE, "message": TEXT}`.
+and `webhook_allow_force`). A push to main/master or staging answers 202 and deploys
+(or with deploy_hold, holds) in the background; pushes to one environment wait for
+each other on the deploy lock. With branch_previews, a push or deletion of another
+branch answers 202 and deploys or removes its preview, as the post-receive hook does;
+others answer 200 and do nothing. Errors are `{"error": CODE, "message": TEXT}`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pathlib import Path
 from aiohttp import web
 
 from provisioner.config import ProvisionerConfig
-from provisioner.deploy import gitrepo
 from provisioner.deploy.commands import DeployParts
 from provisioner.deploy.gate import Gate, GatedSite
-from provisioner.deploy.gitrefs import RefUpdate, decide, parse_sha, stale_push
+from provisioner.deploy.gitrefs import RefUpdate, decide, parse_sha
+from provisioner.deploy.previewplan import BranchAction
 from provisioner.deploy.signature import Network, PushEvent, networks, parse_push, sender_allowed, verify
-from provisioner.errors import DeployError, DeployInputError, ProvisionerError
+from provisioner.deploy.webhookruns import WebhookRuns
+from provisioner.errors import DeployInputError, ProvisionerError
 from state import DeployStore, InvalidValue, StateError
 from state.model import PoolName
 from state.tasks import stop_tasks
@@ -43,6 +46,8 @@ DELIVERY_HEADER = "X-GitHub-Delivery"
 StartDeploy = Callable[[PoolName, str, bool], Coroutine[object, object, None]]
 # Why a push (env, sha, forced) must not deploy, or None.
 OrderCheck = Callable[[PoolName, str, bool], Awaitable[str | None]]
+PreviewFor = Callable[[RefUpdate], BranchAction | None]
+StartPreview = Callable[[BranchAction], Coroutine[object, object, None]]
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -62,6 +67,8 @@ class PushWebhook:
         order: OrderCheck,
         start_deploy: StartDeploy,
         read_timeout_s: float = 10.0,
+        preview_for: PreviewFor = lambda update: None,
+        start_preview: StartPreview | None = None,
     ) -> None:
         self._secret = secret
         self.allowed = allowed
@@ -72,6 +79,8 @@ class PushWebhook:
         self.order = order
         self.start_deploy = start_deploy
         self.read_timeout_s = read_timeout_s
+        self.preview_for = preview_for  # a branch push's preview action; None: not a preview
+        self.start_preview = start_preview
         self.tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
@@ -156,7 +165,12 @@ class PushWebhook:
             "push webhook: delivery %s %s %s: %s", delivery, push.repository, update.new[:8], decision.why
         )
         if decision.env is None:
-            return web.json_response({"deploying": None, "why": decision.why})
+            action = self.preview_for(update)
+            if action is None or self.start_preview is None:
+                return web.json_response({"deploying": None, "why": decision.why})
+            self._background(self.start_preview(action), f"preview-{delivery}")
+            answer = {"preview_of": action.branch, "removing": action.remove, "sha": update.new}
+            return web.json_response(answer, status=202)
         try:
             refusal = await self.order(decision.env, update.new, push.forced)
         except StateError as exc:
@@ -164,57 +178,13 @@ class PushWebhook:
         if refusal is not None:
             log.warning("push webhook: delivery %s to %s: %s", delivery, decision.env, refusal)
             return _error(409, "stale", refusal)
-        task = asyncio.create_task(
-            self.start_deploy(decision.env, update.new, push.forced), name=f"deploy-{delivery}"
-        )
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._background(self.start_deploy(decision.env, update.new, push.forced), f"deploy-{delivery}")
         return web.json_response({"deploying": decision.env, "sha": update.new}, status=202)
 
-
-class _Deploys:
-    """The order check and the deploy behind the webhook's pushes, from one clone."""
-
-    def __init__(self, config: ProvisionerConfig, parts: DeployParts, repo: Path) -> None:
-        self.config = config
-        self.parts = parts
-        self.repo = repo
-        # Webhook deploys of one environment run one after another, each checked again when
-        # its turn comes: an old push replayed while a newer one deploys is refused then.
-        self.turns = {env: asyncio.Lock() for env in ("production", "staging")}
-
-    async def order(self, env: PoolName, sha: str, forced: bool) -> str | None:
-        record = await self.parts.deploys.last_good(env)
-        deployed = record.sha if record is not None and record.sha else None
-        if deployed is None:
-            return None
-        try:
-            try:
-                behind = await gitrepo.is_behind(self.repo, sha, deployed)
-            except DeployError:
-                if not self.config.webhook_fetch:
-                    raise
-                await gitrepo.fetch(self.repo)
-                behind = await gitrepo.is_behind(self.repo, sha, deployed)
-        except DeployError as exc:
-            # Not knowing is not permission: a replay must not slip through a missing commit.
-            return f"cannot tell whether {sha[:8]} is newer than the deployed {deployed[:8]}: {exc}"
-        allow_force = self.config.webhook_allow_force
-        return stale_push(deployed, sha, behind, forced=forced, allow_force=allow_force)
-
-    async def start(self, env: PoolName, sha: str, forced: bool) -> None:
-        try:
-            async with self.turns[env]:
-                if self.config.webhook_fetch:
-                    await gitrepo.fetch(self.repo)
-                refusal = await self.order(env, sha, forced)
-                if refusal is not None:
-                    log.warning("deploy of %s to %s not run: %s", sha[:8], env, refusal)
-                    return
-                record = await self.parts.deployer.deploy(env, sha, self.repo)
-            log.info("deploy of %s to %s %s in %.1fs", sha[:8], env, record.result, record.seconds)
-        except (ProvisionerError, StateError) as exc:
-            log.error("deploy of %s to %s not run: %s", sha[:8], env, exc)
+    def _background(self, work: Coroutine[object, object, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
@@ -222,7 +192,7 @@ async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
     server back in its pool on the way out). The caller closes `parts`."""
     if not config.deploy_repo:
         raise ProvisionerError("the webhook needs deploy_repo: the clone pushes are fetched into")
-    deploys = _Deploys(config, parts, Path(config.deploy_repo))
+    deploys = WebhookRuns(config, parts, Path(config.deploy_repo))
     allowed = networks(config.webhook_networks)
     hook = PushWebhook(
         secret=config.push_webhook_secret or "",
@@ -234,6 +204,8 @@ async def serve_webhook(config: ProvisionerConfig, parts: DeployParts) -> int:
         order=deploys.order,
         start_deploy=deploys.start,
         read_timeout_s=config.webhook_read_timeout_s,
+        preview_for=deploys.preview_for,
+        start_preview=deploys.preview,
     )
     gate = Gate(allowed, config.webhook_read_timeout_s, config.webhook_max_connections)
     app = hook.app()

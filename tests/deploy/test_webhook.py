@@ -88,6 +88,7 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         REDIS_URL=f"{redis_url}?client_name={marker}",
         PROVISIONER_PUSH_WEBHOOK_SECRET=secret,
         PROVISIONER_DEPLOY_REPO=str(app_repo.bare),
+        PROVISIONER_BRANCH_PREVIEWS="false",  # test_webhook_previews.py's
     )
     log = (tmp_path / "webhook.log").open("w")
     proc = subprocess.Popen(

@@ -94,6 +94,8 @@ async def test_slow_and_disallowed_connections_do_not_stop_a_signed_push(
         PROVISIONER_WEBHOOK_NETWORKS="127.0.0.1/32",
         PROVISIONER_WEBHOOK_READ_TIMEOUT_S=str(READ_TIMEOUT_S),
         PROVISIONER_WEBHOOK_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        # The signed pushes are a feature branch's: answered at once, deploying nothing.
+        PROVISIONER_BRANCH_PREVIEWS="false",
     )
     log_path = tmp_path / "webhook.log"
     with log_path.open("w") as log:
