@@ -28,6 +28,9 @@ lint: $(STAMP)
 	$(BIN)/ansible-lint playbooks
 
 unit: $(STAMP)
+	@# The fresh-OS root's first build (1-4 min) outside any test's timeout; if it fails,
+	@# the fresh-OS tests say why.
+	-$(BIN)/python -m tests.freshos.rootfs
 	$(BIN)/pytest -q
 
 # The Debian packages the suite needs (sshd, debootstrap, systemd-nspawn, ...): checked first.

@@ -4,7 +4,6 @@ systemd-nspawn; never replaced by localhost."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,24 +13,16 @@ import pytest
 
 from tests.freshos.droplet import Droplet, create, destroy
 from tests.freshos.harness import make_key
-from tests.freshos.rootfs import ensure_base_root
+from tests.freshos.rootfs import ensure_base_root, unavailable
 from tests.provisioner.fake_do import FakeDigitalOcean
 
 TOKEN = "dop_v1_" + "fresh-os-stand-in-token"  # assembled: no scanner should take it for a real one
 
 
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "fresh-OS droplets need root (network namespaces, mounts, systemd-nspawn)"
-    if shutil.which("systemd-nspawn") is None:
-        return "systemd-nspawn is not installed: run tools/system-packages"
-    return None
-
-
 @pytest.fixture(scope="session")
 def base_root() -> Path:
     """The cached debootstrap root; the first session on a machine builds it (~2-3 min)."""
-    reason = _unavailable()
+    reason = unavailable()
     if reason is not None:
         pytest.skip(reason)
     root, _built_s = ensure_base_root()
