@@ -168,13 +168,6 @@ class BranchEnvs:
                 "branch environments go to the staging servers, and the provisioner manages none:"
                 " add one with `python -m provisioner up --pool staging`"
             )
-        managed = [t.host for t in plan.targets if t.host_vars.get("switchyard_manage_services")]
-        if managed:
-            # Their apps run as one systemd unit per deploy root, and firewall their own ports only.
-            raise DeployError(
-                f"branch environments need servers without managed services; {', '.join(managed)}"
-                " run theirs under systemd: not supported yet"
-            )
         return plan.targets
 
     async def _run(self, target: Target, slug: str, port: int, extra: Mapping[str, object]) -> None:
@@ -189,6 +182,8 @@ class BranchEnvs:
                 "switchyard_app_port": port,
                 "switchyard_app_check_port": port + 1,
                 "switchyard_app_pid_file": f"{root}/shared/app.pid",
+                # Under systemd: units and a firewall table of its own, beside the pool's.
+                **branch_units(slug),
                 "switchyard_staging_version": LABEL,
                 "switchyard_app_monitor": False,
                 "switchyard_app_keep_releases": settings.keep_releases,
@@ -198,6 +193,16 @@ class BranchEnvs:
             },
             group="staging",
         )
+
+
+def branch_units(slug: str) -> dict[str, str]:
+    """The systemd units, nftables table and rules file of a branch's environment."""
+    return {
+        "switchyard_app_unit": f"switchyard-branch-{slug}",
+        "switchyard_app_firewall_unit": f"switchyard-branch-{slug}-firewall",
+        "switchyard_app_firewall_table": f"switchyard_branch_{slug.replace('-', '_')}",
+        "switchyard_app_firewall_file": f"/etc/switchyard/branch-{slug}-firewall.nft",
+    }
 
 
 def _with_port(url: str, port: int) -> str:

@@ -233,7 +233,10 @@ def destroy(droplet: Droplet) -> None:
     droplet.proxy_pid = 0
     if os.path.ismount(droplet.merged):
         _run("umount", str(droplet.merged))
-    # Deleting the namespace deletes the veth pair with it.
+    # The pair would go with the namespace only once nothing holds it any more (a process
+    # still dying in it keeps it): its route then outlived the droplet, and the next one
+    # given this index refused its address. The host side deleted takes the pair at once.
+    subprocess.run(["ip", "link", "del", droplet.veth], capture_output=True, timeout=30)
     subprocess.run(["ip", "netns", "del", droplet.netns], capture_output=True, timeout=30)
     droplet.save()
 

@@ -7,7 +7,9 @@ systemd service, the firewall, the monitor reporting to Redis), healthy, in the
 production pool and served by a running `proxy serve`. Then a `git push` deploys a
 new commit to it; a reboot and a killed app come back by themselves; a second run of
 the playbook changes nothing and `--check` passes; a stranger's address is refused at
-the app's port; the Redis password is in none of Ansible's artifacts.
+the app's port; the Redis password is in none of Ansible's artifacts. Last, a staging
+droplet, and a branch pushed to it: its preview under units and a firewall of its own,
+and its deletion removing them and nothing of staging's.
 
 Only loopback and the addresses of the namespaces and links this test made are contacted.
 """
@@ -49,6 +51,7 @@ FINGERPRINT = "3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:fa:45"
 PROXY_ADDRESS = "192.0.2.10"  # TEST-NET-1: listed in the firewall, never contacted
 APP_PORT = 8000
 UNIT = f"switchyard-app@{APP_PORT}.service"
+BRANCH_PORT = 9200  # preview_port_base: the first branch's port
 
 
 class Steps:
@@ -131,6 +134,15 @@ def ok(droplet: Droplet, command: str) -> str:
     done = droplet.ssh(command, timeout_s=60)
     assert done.returncode == 0, f"{command}: {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout.strip()
+
+
+async def running_proxy_get(port: int, host: str) -> object:
+    code, body, err = await run(
+        *("curl", "-sS", "--max-time", "10", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/health"),
+        env=clean_env(),
+        timeout_s=20,
+    )
+    return json.loads(body) if code == 0 else err
 
 
 async def health(url: str) -> dict[str, object] | None:
@@ -306,12 +318,62 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
         password = redis.password.encode()
         assert [p for p in files if password in p.read_bytes()] == []
 
+        # 8. A staging droplet, and a branch pushed: its own environment there, under its
+        # own systemd units and firewall table beside staging's, seen at its preview.
+        with steps.step("provisioner up (staging)"):
+            code, out, err = await run(
+                *(
+                    sys.executable,
+                    "-m",
+                    "provisioner",
+                    "up",
+                    "--provider",
+                    "digitalocean",
+                    "--pool",
+                    "staging",
+                ),
+                *("--config", str(settings_file)),
+                env=clean_env(**secrets_env),
+                timeout_s=1000,
+            )
+        assert code == 0, f"provisioner up failed ({code}):\n{out}\n{err[-6000:]}"
+        staging = booted.droplets[out.strip().split("\t")[0]]
+        with steps.step("git push a branch to preview"):
+            code, _, said = await run(
+                *("git", "push", "origin", "HEAD:refs/heads/feature-x"),
+                env=push_env,
+                timeout_s=900,
+                cwd=repo.work,
+            )
+        assert code == 0 and f"remote: preview feature-x is {sha[:8]}" in said, said
+        branch_unit = f"switchyard-branch-feature-x@{BRANCH_PORT}.service"
+        assert ok(staging, f"systemctl is-active {branch_unit} {UNIT}").split() == ["active", "active"]
+        assert ok(staging, f"systemctl show -p User --value {branch_unit}") == "switchyard"
+        branch_rules = ok(staging, "nft list table inet switchyard_branch_feature_x")
+        assert PROXY_ADDRESS in branch_rules and f"{BRANCH_PORT}" in branch_rules
+        assert f"{APP_PORT}" in ok(staging, "nft list table inet switchyard_app")  # staging's own, kept
+        preview = await running_proxy_get(running_proxy.port, "feature-x.preview.localhost")
+        assert preview == {"status": "ok", "version": f"preview-{sha[:8]}"}, preview
+        assert await health(f"http://{staging.ip}:{APP_PORT}") == {"status": "ok", "version": "v2"}
+        # Deleted: its units, table and root go; staging's stay.
+        code, _, said = await run(
+            *("git", "push", "origin", ":refs/heads/feature-x"), env=push_env, timeout_s=300, cwd=repo.work
+        )
+        assert code == 0 and "remote: preview feature-x removed" in said, said
+        gone = staging.ssh(
+            f"systemctl is-active {branch_unit}; nft list table inet switchyard_branch_feature_x"
+        )
+        assert gone.stdout.split()[0] == "inactive" and "No such file" in gone.stderr, gone
+        assert ok(staging, f"systemctl is-active {UNIT}") == "active"
+        assert f"{APP_PORT}" in ok(staging, "nft list table inet switchyard_app")
+
         print(
             f"\nfirst day on {server_id} ({droplet.ip}):\n"
             f"  create to serving {sum(timings.values()):.1f} s: boot {boot_s:.1f} s (nspawn to sshd"
             f" {droplet.booted_s:.1f} s), configure {timings['configure']:.1f} s, health"
             f" {timings['health']:.1f} s, register {timings['register']:.2f} s\n"
-            f"  push to live {steps.seconds['git push to live']:.1f} s"
+            f"  push to live {steps.seconds['git push to live']:.1f} s, a branch's push to its preview on a"
+            f" staging droplet {steps.seconds['git push a branch to preview']:.1f} s"
         )
     finally:
         await client.aclose()

@@ -19,6 +19,7 @@ import ansible_runner
 import pytest
 
 from provisioner.configure import PLAYBOOKS_DIR, SYSTEM_PATH
+from provisioner.deploy.branches import branch_units
 from tests.support import ROOT
 from tests.support.ports import free_port
 from tests.support.provisioner import BIN_DIR, stop_apps
@@ -127,6 +128,33 @@ def test_the_app_runs_as_a_systemd_service_of_its_own_user(tmp_path: Path) -> No
         assert line + "\n" in unit
     firewall = (tmp_path / "root/etc/systemd/system/switchyard-firewall.service").read_text()
     assert "ExecStart=/usr/sbin/nft -f /etc/switchyard/app-firewall.nft\n" in firewall
+
+
+@pytest.mark.slow
+def test_a_branch_environment_gets_units_and_a_firewall_table_of_its_own(tmp_path: Path) -> None:
+    done = render_host(
+        tmp_path,
+        switchyard_app_firewall_controller="192.0.2.10",
+        switchyard_app_dir="/srv/switchyard/h1/branches/feature-x",
+        switchyard_app_port=9100,
+        **branch_units("feature-x"),
+    )
+    assert done.status == "successful", output(done)
+    units = tmp_path / "root/etc/systemd/system"
+    # The pool's units and rules are not written over: nothing of theirs is here at all.
+    assert sorted(p.name for p in units.iterdir()) == [
+        "switchyard-branch-feature-x-firewall.service",
+        "switchyard-branch-feature-x@.service",
+    ]
+    unit = (units / "switchyard-branch-feature-x@.service").read_text()
+    assert "WorkingDirectory=/srv/switchyard/h1/branches/feature-x/ports/%i\n" in unit
+    assert "After=network-online.target switchyard-branch-feature-x-firewall.service\n" in unit
+    firewall = (units / "switchyard-branch-feature-x-firewall.service").read_text()
+    assert "ExecStart=/usr/sbin/nft -f /etc/switchyard/branch-feature-x-firewall.nft\n" in firewall
+    assert "ExecStop=/usr/sbin/nft delete table inet switchyard_branch_feature_x\n" in firewall
+    rules = (tmp_path / "root/etc/switchyard/branch-feature-x-firewall.nft").read_text()
+    assert "table inet switchyard_branch_feature_x {" in rules and "tcp dport { 9100, 9101 }" in rules
+    assert not (tmp_path / "root/etc/switchyard/app-firewall.nft").exists()
 
 
 @pytest.mark.slow
