@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,11 +21,10 @@ from provisioner.scale.local import app_pid
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
 from state.webhooks import WebhookMemory
-from tests.support import ROOT
-from tests.support.deploy import AppRepo, current, deploy_env, servers
+from tests.support.deploy import AppRepo, current, deploy_env, servers, start_webhook, stop_webhook
 from tests.support.ports import free_port
 from tests.support.provisioner import PartsFactory
-from tests.support.wait import eventually, wait_until
+from tests.support.wait import eventually
 
 SECRET = secrets.token_hex(8)
 
@@ -90,26 +85,9 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         PROVISIONER_DEPLOY_REPO=str(app_repo.bare),
         PROVISIONER_BRANCH_PREVIEWS="false",  # test_webhook_previews.py's
     )
-    log = (tmp_path / "webhook.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "webhook", "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_webhook(env, port, tmp_path / "webhook.log")
     url = f"http://127.0.0.1:{port}/push"
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "webhook.log").read_text()
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(up, 20, "the webhook to listen")
         good = event("refs/heads/main", old, sha)
         delivery = str(uuid.uuid4())
 
@@ -174,9 +152,7 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert marker.encode() not in environ and secret.encode() not in environ
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-        log.close()
+        code = stop_webhook(proc, 30)
     output = (tmp_path / "webhook.log").read_text()
     assert code == 0, output
     assert secret not in output

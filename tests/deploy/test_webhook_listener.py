@@ -11,9 +11,6 @@ import contextlib
 import itertools
 import resource
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.test_webhook import event, headers, post
-from tests.support import ROOT
-from tests.support.deploy import deploy_env
+from tests.support.deploy import deploy_env, start_webhook, stop_webhook
 from tests.support.ports import free_port
-from tests.support.wait import eventually, wait_until
+from tests.support.wait import eventually
 
 SECRET = "whsec-" + secrets.token_hex(8)
 READ_TIMEOUT_S = 2.0
@@ -98,23 +94,10 @@ async def test_slow_and_disallowed_connections_do_not_stop_a_signed_push(
         PROVISIONER_BRANCH_PREVIEWS="false",
     )
     log_path = tmp_path / "webhook.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", "webhook", "--listen", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_few_descriptors,  # noqa: PLW1509  (only setrlimit, before exec)
-        )
+    # Only setrlimit, before exec.
+    proc = start_webhook(env, port, log_path, preexec_fn=_few_descriptors)
     url = f"http://127.0.0.1:{port}/push"
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            return "push webhook listening" in log_path.read_text()
-
-        wait_until(up, 20, "the webhook to listen")
         assert (await signed_push(url))[0] == 200
 
         stop, refused, opened = asyncio.Event(), list[float](), list[str]()
@@ -151,8 +134,7 @@ async def test_slow_and_disallowed_connections_do_not_stop_a_signed_push(
         assert READ_TIMEOUT_S - 0.2 < time.monotonic() - clock < READ_TIMEOUT_S + 2.0
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
+        code = stop_webhook(proc, 30)
     output = log_path.read_text()
     assert code == 0, output
     assert "Too many open files" not in output and "no request head from 127.0.0.1" in output

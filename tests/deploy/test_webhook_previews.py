@@ -5,10 +5,6 @@ main holds its release at a preview instead of deploying it."""
 from __future__ import annotations
 
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,11 +14,10 @@ import pytest
 from provisioner.deploy.gitrefs import ZERO_SHA
 from state.previewstore import PreviewStore
 from tests.deploy.test_webhook import event, headers, post
-from tests.support import ROOT
-from tests.support.deploy import AppRepo, current, deploy_env, servers
+from tests.support.deploy import AppRepo, current, deploy_env, servers, start_webhook, stop_webhook
 from tests.support.ports import free_port, free_port_run
 from tests.support.provisioner import PartsFactory
-from tests.support.wait import eventually, wait_until
+from tests.support.wait import eventually
 
 
 async def version_at(url: str) -> str:
@@ -53,14 +48,7 @@ async def test_branch_pushes_and_held_releases_through_the_webhook(
         PROVISIONER_PREVIEW_PORT_BASE=str(free_port_run(4)),
     )
     log_path = tmp_path / "webhook.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", "webhook", "--listen", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_webhook(env, port, log_path)
     url = f"http://127.0.0.1:{port}/push"
     previews = PreviewStore.of(parts.store)
 
@@ -72,13 +60,6 @@ async def test_branch_pushes_and_held_releases_through_the_webhook(
         return headers(body, secret, str(uuid.uuid4()))
 
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(up, 20, "the webhook to listen")
         detail = lambda: ": " + log_path.read_text()  # noqa: E731
 
         # A branch: its preview, serving its commit on the staging servers.
@@ -110,8 +91,7 @@ async def test_branch_pushes_and_held_releases_through_the_webhook(
             lambda: shows("feature", gone=True), 60, "the preview to go", interval_s=0.1, detail=detail
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
+        code = stop_webhook(proc)
     output = log_path.read_text()
     assert code == 0, output
     assert "refs/heads/feature -> preview feature" in output and secret not in output

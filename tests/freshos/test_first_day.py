@@ -191,23 +191,16 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
     }
     client = connect(redis.url)
     keys = KeySpace()
+
+    async def up(pool: str) -> tuple[int, str, str]:
+        argv = ("-m", "provisioner", "up", "--provider", "digitalocean", "--pool", pool)
+        env = clean_env(**secrets_env)
+        return await run(sys.executable, *argv, "--config", str(settings_file), env=env, timeout_s=1000)
+
     try:
         # 1. A server from nothing.
         with steps.step("provisioner up"):
-            code, out, err = await run(
-                sys.executable,
-                "-m",
-                "provisioner",
-                "up",
-                "--provider",
-                "digitalocean",
-                "--pool",
-                "production",
-                "--config",
-                str(settings_file),
-                env=clean_env(**secrets_env),
-                timeout_s=1000,
-            )
+            code, out, err = await up("production")
         assert code == 0, f"provisioner up failed ({code}):\n{out}\n{err[-6000:]}"
         server_id, url = out.strip().split("\t")
         [record] = await ServerRegistry(client, keys).all()
@@ -321,21 +314,7 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
         # 8. A staging droplet, and a branch pushed: its own environment there, under its
         # own systemd units and firewall table beside staging's, seen at its preview.
         with steps.step("provisioner up (staging)"):
-            code, out, err = await run(
-                *(
-                    sys.executable,
-                    "-m",
-                    "provisioner",
-                    "up",
-                    "--provider",
-                    "digitalocean",
-                    "--pool",
-                    "staging",
-                ),
-                *("--config", str(settings_file)),
-                env=clean_env(**secrets_env),
-                timeout_s=1000,
-            )
+            code, out, err = await up("staging")
         assert code == 0, f"provisioner up failed ({code}):\n{out}\n{err[-6000:]}"
         staging = booted.droplets[out.strip().split("\t")[0]]
         with steps.step("git push a branch to preview"):

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from provisioner.app import Parts
 from state import ServerRecord
 from tests.support import ROOT
+from tests.support.wait import wait_until
 
 APP_FILES = ("__init__.py", "app/__init__.py", "app/__main__.py", "app/app.py")
 HEALTHY = 'return web.json_response({"status": "ok", "version": request.app[CONFIG].version})'
@@ -131,3 +134,35 @@ def install_hooks(repo: AppRepo, redis_url: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def start_webhook(env: dict[str, str], port: int, log_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """`python -m provisioner webhook` on 127.0.0.1:`port`, its output in `log_path`;
+    returned once its log says it listens."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", "webhook", "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **popen,
+        )
+
+    def up() -> bool:
+        assert proc.poll() is None, log_path.read_text()
+        return "push webhook listening" in log_path.read_text()
+
+    try:
+        wait_until(up, 20, "the webhook to listen")
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc
+
+
+def stop_webhook(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
+    """SIGTERM, as systemd stops it; its exit code."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout_s)
