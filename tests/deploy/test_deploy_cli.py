@@ -28,7 +28,7 @@ SHA = "a" * 40
         (
             ["deploy", "--env", "production"],
             2,
-            "one of the arguments --sha --switch/--promote --discard is required",
+            "one of the arguments --sha --switch/--promote --discard --resume is required",
         ),
         (["deploy", "--env", "production", "--sha", SHA, "--switch", "1a2b3c4d"], 2, "not allowed with"),
         (["deploy", "--env", "production", "--switch", "1a2b3c4d", "--hold"], 2, "--hold goes with --sha"),
