@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -124,16 +124,19 @@ def outcome(record: DeployRecord) -> int:
     return 1
 
 
-async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path, *, resume: bool = False) -> int:
-    if held := await parts.deployer.held(env):
-        say(
-            f"error: {env} holds release {next(iter(held))}: `deploy --switch` or `--discard` it first",
-            error=True,
-        )
+async def deploy(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
+    return await _unless_held(parts, env, lambda: parts.deployer.deploy(env, sha, repo))
+
+
+async def resume(parts: DeployParts, env: PoolName, repo: Path) -> int:
+    return await _unless_held(parts, env, lambda: parts.deployer.resume(env, repo))
+
+
+async def _unless_held(parts: DeployParts, env: PoolName, run: Callable[[], Awaitable[DeployRecord]]) -> int:
+    if refusal := await parts.deployer.held_refusal(env):
+        say(f"error: {refusal}", error=True)
         return 1
-    if resume:
-        return outcome(await parts.deployer.resume(env, repo))
-    return outcome(await parts.deployer.deploy(env, sha, repo))
+    return outcome(await run())
 
 
 async def hold(parts: DeployParts, env: PoolName, sha: str, repo: Path) -> int:
@@ -167,7 +170,7 @@ async def deploy_command(parts: DeployParts, args: argparse.Namespace, repo: Pat
         return 0
     assert repo is not None
     if args.resume:
-        return await deploy(parts, args.env, "", repo, resume=True)
+        return await resume(parts, args.env, repo)
     return await (hold if args.hold else deploy)(parts, args.env, args.sha, repo)
 
 

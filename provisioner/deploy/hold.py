@@ -56,6 +56,13 @@ class ReleaseHolds(Deployer):
     async def held(self, env: PoolName) -> dict[str, Preview]:
         return held_in(await self.previews.previews(), env)
 
+    async def held_refusal(self, env: PoolName) -> str | None:
+        """Why a plain deploy must wait, or None: it would leave the held release's preview
+        and `--switch` behind the live commit."""
+        if held := await self.held(env):
+            return f"{env} holds release {next(iter(held))}: `deploy --switch` or `--discard` it first"
+        return None
+
     async def hold(self, env: PoolName, sha: str, repo: Path) -> Preview:
         """Prepare `sha` on every server of `env` and keep it running at preview <short sha>."""
         env, sha = parse_pool(env), parse_sha(sha)

@@ -43,6 +43,10 @@ def resumable(history: Sequence[DeployRecord], env: str) -> str:
     return last.sha
 
 
+def utc_minute(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
 def names(listed: object) -> list[str]:
     return [str(n) for n in listed] if isinstance(listed, list) else []
 
@@ -81,7 +85,7 @@ class Housekeeping(ReleaseHolds):
                 raise DeployError(
                     f"no server of {env} has a release of {text}: `releases --env {env}` lists them"
                 )
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
+            when = utc_minute(until)
             for host, kept in sorted(found.items()):
                 what = f"kept until {when}" if until else "no longer kept: pruned as any other"
                 self.say(f"{host}: {', '.join(kept)} {what}" if kept else f"{host}: no release of {text}")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from provisioner.deploy.housekeeping import Housekeeping, names
+from provisioner.deploy.housekeeping import Housekeeping, names, utc_minute
 from provisioner.deploy.releases import previous
 from provisioner.errors import DeployInputError
 from state import POOLS, DeployStore
@@ -79,7 +79,7 @@ async def listing(
         say(f"{host}  current {current or '-'}" + (f"  (rollback goes to {back})" if back else ""))
         for name in sorted(listed, reverse=True):
             until = kept.get(name)
-            note = f"  kept until {_day(until)}" if isinstance(until, int) else ""
+            note = f"  kept until {utc_minute(until)}" if isinstance(until, int) else ""
             say(f"  {'*' if name == current else ' '} {name}{note}")
     if history:
         say("last deploys:")
@@ -91,7 +91,3 @@ async def listing(
             f" {r.seconds:5.1f}s  by {r.by}  {detail}"
         )
     return 0
-
-
-def _day(at: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))

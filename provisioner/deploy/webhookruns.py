@@ -59,10 +59,8 @@ class WebhookRuns:
                 if self.config.webhook_fetch:
                     await gitrepo.fetch(self.repo)
                 refusal = await self.order(env, sha, forced)
-                if refusal is None and not self.parts.hold_pushes and (held := await deployer.held(env)):
-                    refusal = (
-                        f"{env} holds release {next(iter(held))}: `deploy --switch` or `--discard` it first"
-                    )
+                if refusal is None and not self.parts.hold_pushes:
+                    refusal = await deployer.held_refusal(env)
                 if refusal is not None:
                     log.warning("deploy of %s to %s not run: %s", sha[:8], env, refusal)
                     return
