@@ -23,7 +23,7 @@ from provisioner.scale.provider import Machine
 from state.model import PoolName
 
 MARKER = "server.json"
-PID_FILE = "shared/app.pid"
+PID_FILE = "shared/app-{port}.pid"  # the app role's, one per port
 APP_MODULE = b"\0examples.app\0"  # in the command line the playbook starts the app with
 STOP_GRACE_S = 10.0
 
@@ -86,7 +86,6 @@ class LocalProvider:
             # download, and the same aiohttp the tests run with.
             "switchyard_app_base_python": self.python,
             "switchyard_app_venv_mode": "link",
-            "switchyard_app_pid_file": str(Path(machine.ref) / PID_FILE),
             # Chosen per run: a fixed offset from the app's port could be another server's.
             "switchyard_app_check_port": free_port(),
         }
@@ -128,11 +127,11 @@ class LocalProvider:
         return found
 
 
-def app_pid(server_dir: Path) -> int | None:
-    """The pid in the server's pid file, if that process is alive and runs from `server_dir`
-    (a pid the kernel handed to someone else is left alone)."""
+def app_pid(server_dir: Path, port: int) -> int | None:
+    """The pid in the pid file of the app on `port`, if that process is alive and runs from
+    `server_dir` (a pid the kernel handed to someone else is left alone)."""
     try:
-        pid = int((server_dir / PID_FILE).read_text().strip())
+        pid = int((server_dir / PID_FILE.format(port=port)).read_text().strip())
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except (OSError, ValueError):
         return None

@@ -229,7 +229,8 @@ def test_the_app_reads_its_linked_env_and_a_rerun_or_check_changes_nothing(tmp_p
         release = (server / "current").resolve()
         assert os.readlink(release / ".env") == str(server / "shared/.env")
         assert (server / "shared/.env").stat().st_mode & 0o777 == 0o640
-        pid = int((server / "shared/app.pid").read_text())
+        pid_file = server / f"shared/app-{host['switchyard_app_port']}.pid"
+        pid = int(pid_file.read_text())
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b'GREETING=say "hi" for $5' in environ
         assert (server / "shared/log/app.log.1").stat().st_size == 2048
@@ -241,7 +242,7 @@ def test_the_app_reads_its_linked_env_and_a_rerun_or_check_changes_nothing(tmp_p
         checked = run("production.yml", tmp_path, host, cmdline="--check", switchyard_app_env=env)
         assert checked.status == "successful", output(checked)
         assert [p.name for p in (server / "releases").iterdir()] == [release.name]
-        assert int((server / "shared/app.pid").read_text()) == pid
+        assert int(pid_file.read_text()) == pid
 
         fresh = run("production.yml", tmp_path, local_server(tmp_path / "fresh"), cmdline="--check")
         assert fresh.status == "successful", output(fresh)

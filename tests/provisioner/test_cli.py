@@ -138,7 +138,7 @@ async def test_up_list_down_by_hand(
         "local",
     )
     assert set(record["timings"]) == {"create", "active", "reachable", "configure", "health", "register"}
-    pid = app_pid(servers / server_id)
+    pid = app_pid(servers / server_id, int(url.rsplit(":", 1)[1]))
     assert pid is not None
     app_env = Path(f"/proc/{pid}/environ").read_bytes()
     assert TOKEN.encode() not in app_env and HOOK_SECRET.encode() not in app_env

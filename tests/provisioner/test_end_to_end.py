@@ -192,7 +192,7 @@ async def test_cpu_load_adds_a_server_and_quiet_removes_it_without_a_failed_requ
         await _until_async(registered, 90, "a server to be registered", procs)
         (record,) = records
         registered_seen = time.time()
-        new_pid = app_pid(servers / record.id)
+        new_pid = app_pid(servers / record.id, int(record.url.rsplit(":", 1)[1]))
         assert new_pid is not None
         while await pid_through_proxy(proxy_port) != new_pid:
             assert time.time() - registered_seen < 10, "the new server never answered through the proxy"

@@ -52,7 +52,8 @@ async def test_provision_redeploy_and_retire_a_local_server(make_parts: PartsFac
     assert sorted(str(p.relative_to(release / "examples")) for p in release.rglob("*.py")) == sorted(
         APP_FILES
     )
-    first_pid = app_pid(server)
+    port = int(record.url.rsplit(":", 1)[1])
+    first_pid = app_pid(server, port)
     assert first_pid is not None and Path(os.readlink(f"/proc/{first_pid}/cwd")) == release
 
     # Run again on the same revision, the playbook changes nothing; on another it builds
@@ -64,7 +65,7 @@ async def test_provision_redeploy_and_retire_a_local_server(make_parts: PartsFac
         PLAYBOOKS["production"], record.id, provider.host_vars(machine), group="production"
     )
     assert again.changed == 0 and [p.name for p in (server / "releases").iterdir()] == [release.name]
-    assert app_pid(server) == first_pid
+    assert app_pid(server, port) == first_pid
     await parts.provisioner.configurer.run(
         PLAYBOOKS["production"],
         record.id,
@@ -74,7 +75,7 @@ async def test_provision_redeploy_and_retire_a_local_server(make_parts: PartsFac
     )
     releases = sorted((server / "releases").iterdir())
     assert len(releases) == 2 and (server / "current").resolve() == releases[1]
-    second_pid = app_pid(server)
+    second_pid = app_pid(server, port)
     assert second_pid not in (None, first_pid)
     assert not os.path.exists(f"/proc/{first_pid}/cwd")  # the old app ended
     assert await get_json(record.url + "/health") == {"status": "ok", "version": "v1"}
@@ -117,8 +118,8 @@ async def test_destroy_ends_only_the_process_running_from_the_server(tmp_path: P
     )
     try:
         (server / "shared").mkdir()
-        (server / "shared" / "app.pid").write_text(f"{stranger.pid}\n")
-        assert app_pid(server) is None
+        (server / "shared" / f"app-{machine.port}.pid").write_text(f"{stranger.pid}\n")
+        assert app_pid(server, machine.port) is None
         wait_until(lambda: orphan.pid in running_in(server), 10, "the orphan app to be seen")
         assert running_in(server) == {orphan.pid}
         assert await provider.destroy(machine.name, machine.ref)

@@ -24,16 +24,16 @@ FINGERPRINT = "3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:fa:45"
 
 def stop_apps(root: Path) -> None:
     """End every app a playbook started under `root`, by the pid file it wrote."""
-    for marker in root.glob("**/shared/app.pid"):
-        server_dir = marker.parent.parent
-        pid = app_pid(server_dir)
+    for marker in root.glob("**/shared/app-*.pid"):
+        server_dir, port = marker.parent.parent, int(marker.stem.removeprefix("app-"))
+        pid = app_pid(server_dir, port)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            wait_until(_gone(server_dir, pid), 10, f"app {pid} to stop")
+            wait_until(_gone(server_dir, port, pid), 10, f"app {pid} to stop")
 
 
-def _gone(server_dir: Path, pid: int) -> Callable[[], bool]:
-    return lambda: app_pid(server_dir) != pid
+def _gone(server_dir: Path, port: int, pid: int) -> Callable[[], bool]:
+    return lambda: app_pid(server_dir, port) != pid
 
 
 PartsFactory = Callable[..., Awaitable[Parts]]
