@@ -64,7 +64,8 @@ class ServerRecord:
     step: str = ""  # the step under way (create, active, reachable, configure, health, register)
     ref: str = ""  # the provider's handle once it exists: droplet id, directory
     address: str = ""
-    url: str = ""  # backend URL once known
+    url: str = ""  # backend URL once known: the live release's port
+    warm_url: str = ""  # the previous release, kept running on another port (a rollback's target)
     error: str = ""
     timings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -82,6 +83,7 @@ class ServerRecord:
                 "ref": self.ref,
                 "address": self.address,
                 "url": self.url,
+                "warm_url": self.warm_url,
                 "error": self.error,
                 "timings": dict(self.timings),
             }
@@ -104,6 +106,7 @@ class ServerRecord:
                 ref=str(data.get("ref", "")),
                 address=str(data.get("address", "")),
                 url=str(data.get("url", "")),
+                warm_url=str(data.get("warm_url", "")),
                 error=str(data.get("error", "")),
                 timings=MappingProxyType({str(k): float(v) for k, v in timings.items()}),
             )
