@@ -242,6 +242,7 @@ def build_deployer(
         host_vars=host_vars_from(config),
         settings=DeploySettings(
             keep_releases=config.deploy_keep_releases,
+            keep_warm=config.deploy_keep_warm,
             lock_ttl_s=config.deploy_lock_ttl_s,
             lock_wait_s=config.deploy_lock_wait_s,
             drain_timeout_s=config.drain_timeout_s,

@@ -92,8 +92,7 @@ class ProvisionerConfig:
     lock_ttl_s: float = 60.0
     lock_wait_s: float = 600.0
     reclaim_idle_s: float = 120.0
-    # The orphan sweep destroys a server without a record only when its generation tag is
-    # the current one, its address is in no pool and it is at least this old.
+    # The orphan sweep destroys an unrecorded server only if of this generation, in no pool, this old.
     orphan_grace_s: float = 900.0
     destroy_on_exit: bool = False
     # Notification. The secret signs webhook bodies: only from PROVISIONER_WEBHOOK_SECRET.
@@ -102,10 +101,12 @@ class ProvisionerConfig:
     # Chat (a Slack-compatible webhook): a secret, from PROVISIONER_CHAT_WEBHOOK_URL or a 0600 file.
     chat_webhook_url: str | None = field(default=None, repr=False)
     chat_webhook_url_file: str = ""
-    # Deploys: the git repository commits come from (the post-receive hook passes its
-    # own), releases kept per server, and the per-environment lock.
+    # Deploys: the git repository commits come from (the post-receive hook passes its own),
+    # releases kept per server, keep_warm (1: the release a deploy replaces stays running,
+    # so a rollback is a switch in Redis; 0: restart on each), and the per-environment lock.
     deploy_repo: str = ""
     deploy_keep_releases: int = 5
+    deploy_keep_warm: bool = True
     deploy_hold: bool = False  # a push holds its release at a preview until `deploy --switch`
     deploy_lock_ttl_s: float = 60.0
     deploy_lock_wait_s: float = 600.0

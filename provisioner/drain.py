@@ -69,6 +69,18 @@ async def until_routed(
     return result
 
 
+async def until_let_go(
+    store: StateStore, urls: Sequence[str], version: int, *, timeout_s: float, interval_s: float = 0.1
+) -> DrainResult:
+    """Wait until every live proxy routes from `version` or later and has no request in
+    flight to any of `urls` (a warm switch's previous ports, still running)."""
+
+    def pending(found: Sequence[InstanceInfo]) -> tuple[str, ...]:
+        return tuple(sorted({proxy for url in urls for proxy in still_using(found, url, version)}))
+
+    return await _wait(store, pending, timeout_s, interval_s)
+
+
 def behind(instances: Sequence[InstanceInfo], version: int) -> tuple[str, ...]:
     """The proxies whose heartbeat reports a routing state older than `version`."""
     return tuple(i.id for i in instances if not isinstance(v := i.info.get("version"), int) or v < version)

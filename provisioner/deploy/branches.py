@@ -181,7 +181,6 @@ class BranchEnvs:
                 "switchyard_app_dir": root,
                 "switchyard_app_port": port,
                 "switchyard_app_check_port": port + 1,
-                "switchyard_app_pid_file": f"{root}/shared/app.pid",
                 # Under systemd: units and a firewall table of its own, beside the pool's.
                 **branch_units(slug),
                 "switchyard_staging_version": LABEL,

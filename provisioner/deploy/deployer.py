@@ -1,81 +1,52 @@
-"""Deploys and rollbacks of an environment, one server at a time behind the proxies.
+"""Deploys and rollbacks of an environment: releases made live behind the proxies.
 
 A deploy makes the commit's tar once; every target builds its release and checks it on
-the side port (prepare: nothing live changes, so the servers do it side by side). Then,
-server by server: drained from its pool, switched and restarted on the release
-(activate), health-checked from here, put back. A failure stops the deploy: releases
-prepared and not yet live are discarded, the failing server's role puts `current` back,
-and the result names the server and the task. Servers switched before it stay switched.
+the side port side by side (`ReleaseRuns`: nothing live changes). Then it goes live:
+
+* kept warm (`deploy_keep_warm = 1`, the default): the release stays running on the side
+  port, every server's pool entry moves to it in one Redis write, and once the proxies
+  have let go of the old ports each server settles (`current` follows; the release it
+  replaced stays running, warm). A rollback moves the pool back to the warm releases.
+  Nothing restarts, and no server leaves its pool (`provisioner.deploy.warm`).
+* restarted (`deploy_keep_warm = 0`): server by server, drained from its pool, switched
+  and restarted on the release (activate), health-checked from here, put back. A rollback
+  restarts each server on the release before.
+
+A failure stops the deploy: releases prepared and not yet live are discarded, the failing
+server's role puts `current` back, and the result names the server and the task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from provisioner.cleanup import finish
-from provisioner.configure import PLAYBOOKS, Configurer
 from provisioner.deploy.gitrefs import parse_sha
-from provisioner.deploy.gitrepo import archive, resolve_commit
-from provisioner.deploy.inventory import DeployPlan, HostVars, Target, plan
+from provisioner.deploy.inventory import DeployPlan, Target
 from provisioner.deploy.lock import locked
-from provisioner.deploy.outcome import failed_task, summary
-from provisioner.deploy.releases import release_name
-from provisioner.drain import drain
-from provisioner.errors import ConfigureError, DeployError, HealthError, HostFailed
+from provisioner.deploy.outcome import summary
+from provisioner.deploy.runs import HEALTH_DELAY_S, DeploySettings, ReleaseRuns
+from provisioner.deploy.warm import deploy_moves, rollback_moves, settle_vars, stop_warm
+from provisioner.drain import drain, until_let_go
+from provisioner.errors import DeployError, HealthError, HostFailed
 from provisioner.health import wait_healthy
-from provisioner.notify import Notifier
-from state import DeployRecord, DeployStore, ServerRegistry, StateError, StateStore
+from state import DeployRecord, StateError
 from state.deploys import DeployAction
 from state.model import PoolName, parse_pool
+from state.switches import Move, switch_backends
+
+__all__ = ["HEALTH_DELAY_S", "DeploySettings", "Deployer"]
 
 ROLLBACK_PLAYBOOK = "rollback.yml"
-HEALTH_DELAY_S = 0.5
+# A warm release must answer at once for a rollback to move to it: else it restarts.
+WARM_CHECK_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class DeploySettings:
-    keep_releases: int
-    lock_ttl_s: float
-    lock_wait_s: float
-    drain_timeout_s: float
-    health_timeout_s: float
-    health_path: str = "/health"
-
-
-class Deployer:
-    def __init__(
-        self,
-        *,
-        configurer: Configurer,
-        store: StateStore,
-        registry: ServerRegistry,
-        deploys: DeployStore,
-        notifier: Notifier,
-        host_vars: HostVars,
-        settings: DeploySettings,
-        actor: str,
-        say: Callable[[str], None],
-    ) -> None:
-        self.configurer = configurer
-        self.store = store
-        self.registry = registry
-        self.deploys = deploys
-        self.notifier = notifier
-        self.host_vars = host_vars
-        self.settings = settings
-        self.actor = actor
-        self.say = say
-
-    async def plan(self, env: PoolName) -> DeployPlan:
-        snapshot = await self.store.read_snapshot()
-        return plan(env, await self.registry.all(), snapshot.pool(env), self.host_vars)
-
+class Deployer(ReleaseRuns):
     async def deploy(self, env: PoolName, sha: str, repo: Path) -> DeployRecord:
         env, sha = parse_pool(env), parse_sha(sha)
         return await self._locked(env, "deploy", sha, lambda started: self._deploy(env, sha, repo, started))
@@ -83,18 +54,6 @@ class Deployer:
     async def rollback(self, env: PoolName) -> DeployRecord:
         env = parse_pool(env)
         return await self._locked(env, "rollback", "", lambda started: self._rollback(env))
-
-    async def releases(self, env: PoolName) -> dict[str, Mapping[str, object]]:
-        """What each server of `env` has: its current release and the kept ones."""
-        return await self._everywhere(parse_pool(env), {"switchyard_app_step": "list"})
-
-    async def _everywhere(
-        self, env: PoolName, extravars: dict[str, object], p: DeployPlan | None = None
-    ) -> dict[str, Mapping[str, object]]:
-        """The app role's step run on every server of `env` (or `p`'s) at once: each one's report."""
-        p = p or await self._targets(env)
-        found = await asyncio.gather(*(self._run(env, t, extravars) for t in p.targets))
-        return {t.host: r for t, r in zip(p.targets, found, strict=True)}
 
     async def _locked(
         self,
@@ -130,55 +89,93 @@ class Deployer:
             say=self.say,
         )
 
-    async def _targets(self, env: PoolName) -> DeployPlan:
-        p = await self.plan(env)
-        for url in p.unmanaged:
-            self.say(f"skipping {url}: added to {env} by hand, not a server the provisioner manages")
-        if not p.targets:
-            raise DeployError(
-                f"no server of the {env} pool is managed by the provisioner: add one with"
-                f" `python -m provisioner up --pool {env}`"
-            )
-        return p
-
     async def _deploy(self, env: PoolName, sha: str, repo: Path, started: float) -> dict[str, str]:
-        p, release = await self._build(env, sha, repo, started)
-        live = await self._activate_all(env, p.targets, release)
+        warm = self.settings.keep_warm
+        p, release = await self._build(env, sha, repo, started, switchyard_app_hold=warm)
+        live = await self._go_live(env, p, release)
         self.say(f"deployed {sha[:8]} to {env}: {len(live)} server(s) on release {release}")
         return live
 
-    async def _build(
-        self, env: PoolName, sha: str, repo: Path, started: float, only: DeployPlan | None = None, **x: object
-    ) -> tuple[DeployPlan, str]:
-        """A release of `sha` prepared on every server of `env` (or `only`'s), checked on the side port."""
-        await resolve_commit(repo, sha)
-        p = only or await self._targets(env)
-        release = release_name(started, sha)
-        hosts = ", ".join(t.host for t in p.targets)
-        self.say(f"deploying {sha[:8]} to {env} as release {release} on {hosts}")
-        workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sy-deploy-"))
-        try:
-            tar = await archive(repo, sha, workdir / "release.tar")
-            prepare: dict[str, object] = {
-                "switchyard_app_step": "prepare",
-                "switchyard_app_sha": sha,
-                "switchyard_app_archive": str(tar),
-                "switchyard_app_release": release,
-                **x,
-            }
-            await self._prepare(env, p.targets, prepare, release)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
-        return p, release
+    async def _go_live(
+        self, env: PoolName, p: DeployPlan, release: str, moves: tuple[Move, ...] | None = None
+    ) -> dict[str, str]:
+        """Make the prepared `release` live on `p`'s servers: by a warm switch (to the side
+        port, or to `moves`), or server by server with a restart."""
+        if self.settings.keep_warm:
+            try:
+                return await self._switch_warm(env, p, moves or deploy_moves(p.targets), rollback=False)
+            except BaseException:
+                await finish(self._discard(env, p.targets, release))
+                raise
+        live = await self._activate_all(env, p.targets, release)
+        await self._forget_warm(p.targets)
+        return live
+
+    async def _switch_warm(
+        self, env: PoolName, p: DeployPlan, moves: tuple[Move, ...], *, rollback: bool
+    ) -> dict[str, str]:
+        """Move the pool to `moves`' new ports in one write, wait for the proxies to let go of
+        the old ones, then settle every server at once."""
+        limit = self.settings.drain_timeout_s
+        await self._healthy([m.new for m in moves], self.settings.health_timeout_s)
+        clock = time.monotonic()
+        await switch_backends(self.store, env, moves)
+        version = (await self.store.read_snapshot()).version
+        routed = await until_let_go(self.store, (), version, timeout_s=limit)
+        what = "warm release" if rollback else "new release"
+        if routed.drained:
+            self.say(f"{env}: every proxy routes to the {what} ({(time.monotonic() - clock) * 1000:.0f} ms)")
+        else:
+            late = ", ".join(routed.waiting_on)
+            self.say(f"{env}: proxies {late} did not report the switch in {limit:.0f}s")
+        gone = await until_let_go(self.store, [m.old for m in moves], version, timeout_s=limit)
+        if not gone.drained:
+            self.say(f"{env}: proxies {', '.join(gone.waiting_on)} still had requests on the old ports")
+        settling = time.monotonic()
+        targets = {t.host: t for t in p.targets}
+        results = await asyncio.gather(
+            *(
+                self._switch(env, targets[m.server], settle_vars(m, targets[m.server], rollback=rollback), "")
+                for m in moves
+            ),
+            return_exceptions=True,
+        )
+        live: dict[str, str] = {}
+        for move, result in zip(moves, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            live[move.server] = str(result.get("current", ""))
+            took = time.monotonic() - settling
+            self.say(f"{move.server}: live on {live[move.server]} at {move.new} (settled in {took:.1f}s)")
+        return live
+
+    async def _healthy(self, urls: Iterable[str], timeout_s: float) -> None:
+        """Every URL answers its health check, or nothing moves."""
+        path = self.settings.health_path
+        await asyncio.gather(*(wait_healthy(u, path=path, timeout_s=timeout_s) for u in urls))
+
+    async def _forget_warm(self, targets: Iterable[Target]) -> None:
+        """After a restarting deploy or rollback: no release is kept warm any more."""
+        for target in targets:
+            record = await self.registry.get(target.host)
+            if record is not None and record.warm_url:
+                await self.registry.put(record.evolve(warm_url=""))
 
     async def _activate_all(self, env: PoolName, targets: tuple[Target, ...], release: str) -> dict[str, str]:
         """Server by server, behind the proxies: switch to the prepared `release`."""
         live: dict[str, str] = {}
+        stops = stop_warm(targets)
         for i, target in enumerate(targets):
             clock = time.monotonic()
             try:
                 report = await self._behind_proxies(
-                    env, target, {"switchyard_app_step": "activate", "switchyard_app_release": release}
+                    env,
+                    target,
+                    {
+                        "switchyard_app_step": "activate",
+                        "switchyard_app_release": release,
+                        "switchyard_app_stop_ports": stops.get(target.host, []),
+                    },
                 )
             except BaseException:
                 # The failing server's too: a drain that ran out switched nothing there.
@@ -188,46 +185,28 @@ class Deployer:
             self.say(f"{target.host}: live on {live[target.host]} ({time.monotonic() - clock:.1f}s)")
         return live
 
-    async def _prepare(
-        self, env: PoolName, targets: tuple[Target, ...], extravars: dict[str, object], release: str
-    ) -> None:
-        clock = time.monotonic()
-        results = await asyncio.gather(
-            *(self._run(env, t, extravars) for t in targets), return_exceptions=True
-        )
-        took = time.monotonic() - clock
-        failed = [(t, r) for t, r in zip(targets, results, strict=True) if isinstance(r, BaseException)]
-        for target, result in zip(targets, results, strict=True):
-            if not isinstance(result, BaseException):
-                self.say(f"{target.host}: release {release} built and healthy on the side port ({took:.1f}s)")
-        if not failed:
-            return
-        built = [t for t, r in zip(targets, results, strict=True) if not isinstance(r, BaseException)]
-        await finish(self._discard(env, tuple(built), release))
-        target, error = failed[0]
-        if isinstance(error, ConfigureError):
-            raise HostFailed(target.host, failed_task(error), str(error)) from error
-        raise error
-
-    async def _discard(self, env: PoolName, targets: tuple[Target, ...], release: str) -> None:
-        for target in targets:
-            try:
-                await self._run(
-                    env, target, {"switchyard_app_step": "discard", "switchyard_app_release": release}
-                )
-                self.say(f"{target.host}: prepared release {release} discarded")
-            except ConfigureError as exc:
-                self.say(f"{target.host}: could not discard release {release}: {exc}")
-
     async def _rollback(self, env: PoolName) -> dict[str, str]:
         p = await self._targets(env)
+        moves = rollback_moves(p.targets) if self.settings.keep_warm else None
+        if moves:
+            try:
+                await self._healthy([m.new for m in moves], WARM_CHECK_S)
+            except HealthError as exc:
+                self.say(f"a warm release does not answer ({exc}): rolling back by restarting")
+            else:
+                return await self._switch_warm(env, p, moves, rollback=True)
         live: dict[str, str] = {}
+        stops = stop_warm(p.targets)
         for target in p.targets:
             report = await self._behind_proxies(
-                env, target, {"switchyard_env": env}, playbook=ROLLBACK_PLAYBOOK
+                env,
+                target,
+                {"switchyard_env": env, "switchyard_app_stop_ports": stops.get(target.host, [])},
+                playbook=ROLLBACK_PLAYBOOK,
             )
             live[target.host] = str(report.get("current", ""))
             self.say(f"{target.host}: rolled back to {live[target.host]}")
+        await self._forget_warm(p.targets)
         return live
 
     async def _behind_proxies(
@@ -257,14 +236,6 @@ class Deployer:
             await finish(self._put_back(env, target))
         return report
 
-    async def _switch(
-        self, env: PoolName, target: Target, extravars: dict[str, object], playbook: str
-    ) -> Mapping[str, object]:
-        try:
-            return await self._run(env, target, extravars, playbook)
-        except ConfigureError as exc:
-            raise HostFailed(target.host, failed_task(exc), str(exc)) from exc
-
     async def _put_back(self, env: PoolName, target: Target) -> None:
         try:
             await wait_healthy(
@@ -275,21 +246,6 @@ class Deployer:
             return
         await self.store.add_backend(env, target.url)
         self.say(f"{target.host}: back in {env}")
-
-    async def _run(
-        self, env: PoolName, target: Target, extravars: dict[str, object], playbook: str = ""
-    ) -> Mapping[str, object]:
-        extra = {
-            "switchyard_app_keep_releases": self.settings.keep_releases,
-            # The role polls every 0.5 s: as many tries as fit in the health deadline.
-            "switchyard_app_health_retries": max(1, int(self.settings.health_timeout_s / HEALTH_DELAY_S)),
-            "switchyard_app_health_delay_s": HEALTH_DELAY_S,
-            **extravars,
-        }
-        result = await self.configurer.run(
-            playbook or PLAYBOOKS[env], target.host, target.host_vars, extra, group=env
-        )
-        return result.report
 
     async def _sha_of(self, env: PoolName, releases: Mapping[str, str]) -> str:
         """The commit a rollback went back to, from the deploy that made that release."""

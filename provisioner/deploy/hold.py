@@ -13,12 +13,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from provisioner.deploy.deployer import Deployer
 from provisioner.deploy.gitrefs import parse_sha, parse_short_sha
-from provisioner.deploy.inventory import Target
+from provisioner.deploy.inventory import side_url
 from provisioner.deploy.lock import locked
+from provisioner.deploy.warm import held_moves
 from provisioner.drain import until_routed
 from provisioner.errors import DeployError
 from state import DeployRecord
@@ -27,18 +27,6 @@ from state.previews import Preview
 from state.previewstore import PreviewStore
 
 T = TypeVar("T")
-
-
-def side_url(target: Target) -> str:
-    """Where a held release answers on `target`: its side port (the app role's default:
-    the app's port + 1)."""
-    vars_ = target.host_vars
-    parts = urlsplit(target.url)
-    port = (
-        vars_.get("switchyard_app_check_port") or int(str(vars_.get("switchyard_app_port") or parts.port)) + 1
-    )
-    host = parts.hostname or "127.0.0.1"
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def held_in(previews: Mapping[str, Preview], env: str) -> dict[str, Preview]:
@@ -98,7 +86,11 @@ class ReleaseHolds(Deployer):
         async def op(_started: float) -> dict[str, str]:
             p = await self._targets(env)
             self.say(f"switching {env} to held release {preview.release} ({preview.sha[:8]})")
-            live = await self._activate_all(env, p.targets, preview.release)
+            moves = None
+            if self.settings.keep_warm:
+                listing = await self._everywhere(env, {"switchyard_app_step": "list"}, p)
+                moves = held_moves(p.targets, listing, preview.release)
+            live = await self._go_live(env, p, preview.release, moves)
             await self.previews.remove_preview(name)
             self.say(
                 f"deployed {preview.sha[:8]} to {env}: {len(live)} server(s) on release {preview.release}"

@@ -110,8 +110,10 @@ class Housekeeping(ReleaseHolds):
             if not left:
                 self.say(f"every server of {env} is on {sha[:8]} already: nothing left to deploy")
                 return done
-            _, release = await self._build(env, sha, repo, started, replace(p, targets=left))
-            live = await self._activate_all(env, left, release)
+            warm = self.settings.keep_warm
+            some = replace(p, targets=left)
+            _, release = await self._build(env, sha, repo, started, some, switchyard_app_hold=warm)
+            live = await self._go_live(env, some, release)
             self.say(f"resumed {sha[:8]} on {env}: {len(live)} server(s) on release {release}")
             return {**done, **live}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from state import POOLS, ServerRecord
 from state.model import PoolName
@@ -26,6 +27,7 @@ class Target:
     url: str  # its backend URL in the pool
     in_pool: bool  # drained and restored around its restart only if it is in the pool
     host_vars: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    warm_url: str = ""  # the previous release, running warm on another port ("": none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +45,43 @@ def plan(
     env: PoolName, records: Iterable[ServerRecord], pool: Sequence[str], host_vars: HostVars
 ) -> DeployPlan:
     targets = tuple(
-        Target(r.id, r.url, r.url in pool, MappingProxyType(dict(host_vars(r))))
+        Target(r.id, r.url, r.url in pool, with_ports(host_vars(r), r.url, r.warm_url), r.warm_url)
         for r in sorted(records, key=lambda r: r.id)
         if r.pool == env and r.state == "active" and r.url
     )
     known = {t.url for t in targets}
     return DeployPlan(env, targets, tuple(sorted(u for u in pool if u not in known)))
+
+
+def with_ports(vars_: Mapping[str, object], url: str, warm_url: str) -> Mapping[str, object]:
+    """The server's variables with its ports as they are now: the app's port is the one
+    its URL names (a warm switch moves it between two), and the side port, where the next
+    release starts, is one that neither the live release nor the warm one holds.
+
+    The side port is the host's own choice (or the app's port + 1, the role's default),
+    else the app's first port: on a server with two ports, deploys take turns. When both
+    are taken, the warm release makes way (the role stops what runs there first)."""
+    named = urlsplit(url).port
+    first = int(str(vars_.get("switchyard_app_port") or named or 0))
+    live = named or first
+    warm = urlsplit(warm_url).port if warm_url else None
+    side = int(str(vars_.get("switchyard_app_check_port") or first + 1))
+    free = next((p for p in (side, first) if p not in {live, warm}), side if side != live else first)
+    return MappingProxyType({**vars_, "switchyard_app_port": live, "switchyard_app_check_port": free})
+
+
+def at_port(url: str, port: int) -> str:
+    """`url`'s scheme and host with another port."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return f"{parts.scheme or 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def side_url(target: Target) -> str:
+    """Where the next release answers on `target` once started: its side port."""
+    vars_ = target.host_vars
+    port = vars_.get("switchyard_app_check_port") or int(str(vars_.get("switchyard_app_port") or 0)) + 1
+    return at_port(target.url, int(str(port)))
 
 
 def as_ansible(plans: Iterable[DeployPlan]) -> dict[str, object]:

@@ -75,11 +75,15 @@ async def listing(
         listed = names(report.get("releases"))
         kept = report.get("kept")
         kept = kept if isinstance(kept, Mapping) else {}
+        ports = report.get("ports")
+        # Which release answers on which port: the live one, and one kept warm or held.
+        running = {str(r): str(port) for port, r in ports.items()} if isinstance(ports, Mapping) else {}
         back = previous(listed, current)
         say(f"{host}  current {current or '-'}" + (f"  (rollback goes to {back})" if back else ""))
         for name in sorted(listed, reverse=True):
             until = kept.get(name)
             note = f"  kept until {utc_minute(until)}" if isinstance(until, int) else ""
+            note += f"  running on port {running[name]}" if name in running else ""
             say(f"  {'*' if name == current else ' '} {name}{note}")
     if history:
         say("last deploys:")

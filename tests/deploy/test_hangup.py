@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from state import DeployStore, KeySpace, StateStore, connect
+from state import DeployStore, KeySpace, ServerRegistry, StateStore, connect
 from tests.support import ROOT
 from tests.support.deploy import AppRepo, current, deploy_env, servers
 from tests.support.provisioner import PartsFactory
@@ -19,7 +19,7 @@ PREPARED = "built and healthy on the side port"
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_a_deploy_whose_reader_hangs_up_still_puts_the_server_back(
+async def test_a_deploy_whose_reader_hangs_up_still_finishes_with_the_server_in_its_pool(
     app_repo: AppRepo, make_parts: PartsFactory, redis_url: str, tmp_path: Path
 ) -> None:
     parts = await make_parts()
@@ -45,8 +45,8 @@ async def test_a_deploy_whose_reader_hangs_up_still_puts_the_server_back(
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     seen = []
-    # Read up to the last line before the drain, then hang up: the next line ("drained
-    # from production") is written after the server has left the pool.
+    # Read up to the last line before the switch, then hang up: the next line ("every
+    # proxy routes to the new release") is written once the pool has moved.
     for line in proc.stdout:
         seen.append(line)
         if PREPARED in line:
@@ -61,9 +61,11 @@ async def test_a_deploy_whose_reader_hangs_up_still_puts_the_server_back(
     try:
         pool = (await StateStore(client, KeySpace()).read_snapshot()).pool("production")
         history = await DeployStore(client, KeySpace()).history("production")
+        # Kept warm, the deploy moved the server to its side port: its record says where.
+        now = await ServerRegistry(client, KeySpace(), actor="test").get(server.id)
     finally:
         await client.aclose()
-    assert server.url in pool, (pool, errors)
+    assert now is not None and now.url in pool and now.warm_url == server.url, (pool, errors)
     (record,) = history
     assert (record.result, record.sha) == ("succeeded", sha), record.error
     assert (current(server) / "REVISION").read_text() == sha + "\n"

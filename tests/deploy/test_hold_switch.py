@@ -128,7 +128,9 @@ async def test_a_held_release_is_seen_at_its_preview_then_switched_live_under_lo
     for _ in range(20):
         seen[(await version(proxy.port))[1]] += 1
     assert seen == {f"v1-{sha[:8]}": 20}
-    # Live now: the preview is gone (404) and the side-port apps stopped.
+    # Live now, where it was held: the preview is gone (404), the pool moved to the held
+    # release's ports (nothing restarted), and the release before runs on, warm.
     await eventually(lambda: status_is(proxy.port, f"{sha[:8]}.preview.localhost", 404), 10, "404")
-    assert not any(listening(u) for u in preview.backends)
-    assert (await store.read_snapshot()).production == tuple(sorted((a.url, b.url)))
+    assert (await store.read_snapshot()).production == tuple(sorted(preview.backends))
+    assert all(listening(s.url) for s in (a, b))
+    assert not [line for line in said if "drained from" in line], said

@@ -192,7 +192,12 @@ def test_the_plan_deploys_managed_active_servers_and_skips_hand_added_ones() -> 
         ("sy-prod-out", False),  # deployed to, but not put into the pool it was taken out of
     ]
     assert p.unmanaged == ("http://127.0.0.1:9999",)
-    assert p.targets[0].host_vars == {"switchyard_app_dir": "/srv/sy-prod-a"}
+    # With the ports as the record has them: the app's from its URL, the side port free.
+    assert p.targets[0].host_vars == {
+        "switchyard_app_dir": "/srv/sy-prod-a",
+        "switchyard_app_port": 9001,
+        "switchyard_app_check_port": 9002,
+    }
     assert p.sole_backend(p.targets[0], ["http://127.0.0.1:9001"])
     assert not p.sole_backend(p.targets[0], pool)
 

@@ -15,7 +15,16 @@ import pytest
 
 from state import DeployStore, KeySpace, connect
 from tests.support import ROOT
-from tests.support.deploy import SICK, AppRepo, current, hook_env, provisioner_cli, releases, servers
+from tests.support.deploy import (
+    SICK,
+    AppRepo,
+    current,
+    hook_env,
+    live_url,
+    provisioner_cli,
+    releases,
+    servers,
+)
 from tests.support.provisioner import PartsFactory
 
 FAILED_CHECK = "app | wait until the new release answers its health check on the side port"
@@ -56,26 +65,25 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
     assert pushed.returncode == 0, out
     assert "remote: refs/heads/main -> production" in out
     assert f"remote: deploy of {first[:8]} to production succeeded" in out
-    assert (
-        f"remote: {prod.id}: drained from production" in out
-        and f"remote: {prod.id}: back in production" in out
-    )
+    # Kept warm: the pool moved to the release on the side port, nothing left the pool.
+    assert "remote: production: every proxy routes to the new release" in out and "drained" not in out
+    assert f"remote: {prod.id}: live on {current(prod).name}" in out
     live = current(prod)
     assert live.name.endswith("-" + first[:8]) and live.parent.name == "releases"
     assert (live / "REVISION").read_text() == first + "\n"
     assert (live / "VERSION").read_text() == f"v1-{first[:8]}\n"
     assert (live / "examples" / "app" / "app.py").is_file() and (live / "venv" / "bin" / "python").exists()
     assert (live / "log").resolve() == Path(prod.ref) / "shared" / "log"
-    assert await health(prod.url) == {"status": "ok", "version": f"v1-{first[:8]}"}
+    assert await health(await live_url(parts, prod)) == {"status": "ok", "version": f"v1-{first[:8]}"}
     assert current(stag) == first_stag
-    assert (await parts.store.read_snapshot()).production == (prod.url,)
+    assert (await parts.store.read_snapshot()).production == (await live_url(parts, prod),)
     print(f"push-to-live: {push_to_live_s:.1f}s")
 
     # staging -> staging.
     pushed = app_repo.push("HEAD:refs/heads/staging", env)
     assert pushed.returncode == 0 and "remote: refs/heads/staging -> staging" in pushed.stderr, pushed.stderr
     assert current(stag).name.endswith("-" + first[:8])
-    assert await health(stag.url) == {"status": "ok", "version": f"v2-{first[:8]}"}
+    assert await health(await live_url(parts, stag)) == {"status": "ok", "version": f"v2-{first[:8]}"}
 
     client = connect(redis_url)
     deploys = DeployStore(client, KeySpace())
@@ -103,8 +111,8 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
         assert f"error: deploy of {broken[:8]} to production failed at {prod.id}" in pushed.stderr
         assert f"task '{FAILED_CHECK}'" in pushed.stderr
         assert current(prod) == live and releases(prod) == before
-        assert await health(prod.url) == {"status": "ok", "version": f"v1-{first[:8]}"}
-        assert (await parts.store.read_snapshot()).production == (prod.url,)
+        assert await health(await live_url(parts, prod)) == {"status": "ok", "version": f"v1-{first[:8]}"}
+        assert (await parts.store.read_snapshot()).production == (await live_url(parts, prod),)
         failed = (await deploys.history("production"))[0]
         assert (failed.result, failed.sha, failed.failed_host, failed.failed_task) == (
             "failed",
@@ -118,7 +126,7 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
         assert app_repo.push("main", env).returncode == 0
         kept = releases(prod)
         assert kept == [live.name, current(prod).name] and kept[1].endswith("-" + second[:8])
-        assert await health(prod.url) == {"status": "ok", "version": f"v1-{second[:8]}"}
+        assert await health(await live_url(parts, prod)) == {"status": "ok", "version": f"v1-{second[:8]}"}
 
         env_with_redis = {**env, "REDIS_URL": redis_url}
         listed = provisioner_cli("releases", "--env", "production", env=env_with_redis)
@@ -131,7 +139,7 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
         assert rolled.returncode == 0, rolled.stderr
         assert f"rollback of {first[:8]} to production succeeded" in rolled.stdout
         assert releases(prod) == [kept[0]] and current(prod).name == kept[0]
-        assert await health(prod.url) == {"status": "ok", "version": f"v1-{first[:8]}"}
+        assert await health(await live_url(parts, prod)) == {"status": "ok", "version": f"v1-{first[:8]}"}
         history = await deploys.history("production")
         assert [(h.action, h.result, h.sha) for h in history[:2]] == [
             ("rollback", "succeeded", first),
@@ -142,8 +150,9 @@ async def test_push_deploys_main_and_staging_and_nothing_else(
         # A second rollback has nothing older to go to: refused, nothing changes.
         again = provisioner_cli("rollback", "--env", "production", env=env_with_redis)
         assert again.returncode == 1 and "nothing to roll back to" in again.stderr, again.stderr
-        assert current(prod).name == kept[0] and (await parts.store.read_snapshot()).production == (prod.url,)
-        assert await health(prod.url) == {"status": "ok", "version": f"v1-{first[:8]}"}
+        assert current(prod).name == kept[0]
+        assert (await parts.store.read_snapshot()).production == (await live_url(parts, prod),)
+        assert await health(await live_url(parts, prod)) == {"status": "ok", "version": f"v1-{first[:8]}"}
     finally:
         await client.aclose()
 

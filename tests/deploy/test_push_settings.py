@@ -47,6 +47,7 @@ def settings_file(tmp_path: Path, port: int, **extra: object) -> Path:
         "worker_id": "pushed",
         "health_timeout_s": 10,
         "deploy_keep_releases": 1,
+        "deploy_keep_warm": 0,  # as 1 would keep the first release running, and so unpruned
         **extra,
     }
     toml = tmp_path / "provisioner.toml"
@@ -93,6 +94,7 @@ async def test_a_push_uses_the_provisioner_settings_file_and_a_password_file(
     pushed = app_repo.push("main", env=bare_env(tmp_path))
     assert pushed.returncode == 0, pushed.stderr
     assert f"deploy of {sha[:8]} to production succeeded" in pushed.stderr, pushed.stderr
+    assert f"{server.id}: drained from production" in pushed.stderr  # deploy_keep_warm = 0, from the file
 
     client = connect(url)
     try:
@@ -120,7 +122,7 @@ async def test_the_inventory_reaches_droplets_with_the_settings_file(
     try:
         record = ServerRecord(
             "sy-prod-dddd", "production", "digitalocean", "active", now, now, "t",
-            ref="424242", url="http://203.0.113.7:8000", address="203.0.113.7",
+            ref="424242", url="http://203.0.113.7:8123", address="203.0.113.7",
         )  # fmt: skip
         await ServerRegistry(client, KeySpace()).put(record)
     finally:

@@ -30,7 +30,11 @@ async def test_a_kept_release_outlives_pruning_and_clean_removes_old_and_failed_
 ) -> None:
     parts = await make_parts()
     (prod,) = await servers(parts, "production")
-    env = deploy_env(redis_url, tmp_path, PROVISIONER_DEPLOY_KEEP_RELEASES="2")
+    # Restarting deploys: kept warm, the release before the live one runs, and is never
+    # pruned or cleaned while it does (tests/deploy/test_deploy_under_load.py).
+    env = deploy_env(
+        redis_url, tmp_path, PROVISIONER_DEPLOY_KEEP_RELEASES="2", PROVISIONER_DEPLOY_KEEP_WARM="0"
+    )
     repo = str(app_repo.work)
 
     def deploy(sha: str) -> None:
@@ -84,7 +88,8 @@ async def test_resume_finishes_a_failed_deploy_and_skips_the_server_already_on_i
 ) -> None:
     parts = await make_parts()
     first_server, second_server = sorted(await servers(parts, "production", "production"), key=lambda s: s.id)
-    env = deploy_env(redis_url, tmp_path, PROVISIONER_DRAIN_TIMEOUT_S="1")
+    # Restarting, server by server: a drain that runs out stops the deploy half-way.
+    env = deploy_env(redis_url, tmp_path, PROVISIONER_DRAIN_TIMEOUT_S="1", PROVISIONER_DEPLOY_KEEP_WARM="0")
     repo = str(app_repo.work)
     sha = app_repo.commit("next")
 

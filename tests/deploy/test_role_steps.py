@@ -27,13 +27,13 @@ async def test_a_release_that_dies_on_the_app_port_is_switched_back(
 ) -> None:
     parts = await make_parts()
     (server,) = await servers(parts, "production")
-    live, live_pid = current(server), app_pid(Path(server.ref))
+    port = int(server.url.rsplit(":", 1)[1])
+    live, live_pid = current(server), app_pid(Path(server.ref), port)
     sha = app_repo.commit("next")
     tar = tmp_path / "release.tar"
     subprocess.run(["git", "-C", str(app_repo.work), "archive", "-o", str(tar), sha], check=True, timeout=60)
     configurer = parts.provisioner.configurer
     assert isinstance(configurer, Configurer)
-    port = int(server.url.rsplit(":", 1)[1])
     host_vars = parts.provisioner.provider.host_vars(Machine(server.id, server.ref, "127.0.0.1", port))
     release = release_name(1_800_000_000, sha)
     quick = {"switchyard_app_health_retries": 6, "switchyard_app_health_delay_s": 0.5}
@@ -65,7 +65,7 @@ async def test_a_release_that_dies_on_the_app_port_is_switched_back(
         )
     assert "failed at task 'app | wait until the app answers its health check'" in str(failed.value)
     assert current(server) == live and releases(server) == [live.name]
-    restarted = app_pid(Path(server.ref))
+    restarted = app_pid(Path(server.ref), port)
     assert restarted not in (None, live_pid)  # the previous release was started again
     # The role starts it and leaves: whoever puts it back into the pool checks its health.
     await wait_healthy(server.url, path="/health", timeout_s=15)

@@ -17,11 +17,18 @@ from pytest_aiohttp import AiohttpServer
 
 from provisioner.deploy.signature import networks, signature
 from provisioner.deploy.webhook import PushWebhook
-from provisioner.scale.local import app_pid
 from state import DeployStore, KeySpace, connect
 from state.model import PoolName
 from state.webhooks import WebhookMemory
-from tests.support.deploy import AppRepo, current, deploy_env, servers, start_webhook, stop_webhook
+from tests.support.deploy import (
+    AppRepo,
+    current,
+    deploy_env,
+    servers,
+    serving_pid,
+    start_webhook,
+    stop_webhook,
+)
 from tests.support.ports import free_port
 from tests.support.provisioner import PartsFactory
 from tests.support.wait import eventually
@@ -147,7 +154,7 @@ async def test_a_signed_push_deploys_and_nothing_else_does(
             assert status == 409 and answer["error"] == "stale" and why in str(answer["message"]), answer
         assert len(await deploys.history("production")) == 1
         assert current(server) != before and (current(server) / "REVISION").read_text() == sha + "\n"
-        pid = app_pid(Path(server.ref))
+        pid = serving_pid(server)
         assert pid is not None
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert marker.encode() not in environ and secret.encode() not in environ

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.app import Parts
+from provisioner.scale.local import app_pid
 from state import ServerRecord
 from tests.support import ROOT
 from tests.support.wait import wait_until
@@ -98,9 +99,26 @@ async def servers(parts: Parts, *pools: str) -> list[ServerRecord]:
     return list(await asyncio.gather(*(parts.provisioner.provision(p, "test") for p in pools)))  # type: ignore[arg-type]
 
 
+async def live_url(parts: Parts, record: ServerRecord) -> str:
+    """Where the server answers now: a warm deploy or rollback moves it between ports."""
+    now = await parts.registry.get(record.id)
+    assert now is not None, f"server {record.id} is gone"
+    return now.url
+
+
 def current(record: ServerRecord) -> Path:
     """The release a server's `current` link points at."""
     return (Path(record.ref) / "current").resolve()
+
+
+def serving_pid(record: ServerRecord) -> int | None:
+    """The pid of the app that runs the release `current` names (on whichever port)."""
+    root = Path(record.ref)
+    live = (root / "current").resolve()
+    for link in (root / "ports").iterdir():
+        if link.resolve() == live:
+            return app_pid(root, int(link.name))
+    return None
 
 
 def releases(record: ServerRecord) -> list[str]:
