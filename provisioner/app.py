@@ -26,7 +26,7 @@ from provisioner.deploy.commands import DeployParts, say
 from provisioner.deploy.commits import CommitSource
 from provisioner.deploy.deployer import DeploySettings
 from provisioner.deploy.housekeeping import Housekeeping
-from provisioner.deploy.inventory import HostVars
+from provisioner.deploy.inventory import HostVars, with_ports
 from provisioner.deploy.requests import serve_deploy_requests
 from provisioner.notify import Notifier
 from provisioner.scale.local import LocalProvider
@@ -205,7 +205,8 @@ def host_vars_from(config: ProvisionerConfig) -> HostVars:
         from provisioner.scale.droplets import droplet_host_vars  # noqa: PLC0415
 
         machine = Machine(record.id, record.ref, record.address, config.remote_app_port)
-        return droplet_host_vars(droplet_settings(config), machine)
+        # The two ports as they are now: a warm deploy may have moved the app to the second.
+        return with_ports(droplet_host_vars(droplet_settings(config), machine), record.url, record.warm_url)
 
     return of
 

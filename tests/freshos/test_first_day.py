@@ -5,7 +5,8 @@ file and the secrets in its environment) against the stand-in API, whose droplet
 a freshly booted Debian: configured from scratch over SSH (python3-venv, the app as a
 systemd service, the firewall, the monitor reporting to Redis), healthy, in the
 production pool and served by a running `proxy serve`. Then a `git push` deploys a
-new commit to it; a reboot and a killed app come back by themselves; a second run of
+new commit to it (kept warm: onto its second port, the release before running on);
+a reboot and a killed app come back by themselves; a second run of
 the playbook changes nothing and `--check` passes; a stranger's address is refused at
 the app's port; the Redis password is in none of Ansible's artifacts. Last, a staging
 droplet, and a branch pushed to it: its preview under units and a firewall of its own,
@@ -254,6 +255,12 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
         assert code == 0 and f"remote: deploy of {sha[:8]} to production succeeded" in said, said
         assert await health(proxied) == {"status": "ok", "version": f"v1-{sha[:8]}"}
         live = f"v1-{sha[:8]}"
+        # Kept warm: the push moved the app to the droplet's second port, and the release
+        # before still answers on the first (under systemd, through the firewall).
+        [record] = await ServerRegistry(client, keys).all()
+        assert (record.url, record.warm_url) == (f"http://{droplet.ip}:{APP_PORT + 1}", url), record
+        assert await health(url) == {"status": "ok", "version": "v1"}
+        url, unit = record.url, f"switchyard-app@{APP_PORT + 1}.service"
 
         # 3. A reboot: the app comes back by itself.
         with steps.step("reboot to serving"):
@@ -267,15 +274,15 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
 
         # 4. The app killed: systemd starts it again.
         with steps.step("killed app restarted"):
-            pid = int(ok(droplet, f"systemctl show -p MainPID --value {UNIT}"))
-            restarts = int(ok(droplet, f"systemctl show -p NRestarts --value {UNIT}"))
+            pid = int(ok(droplet, f"systemctl show -p MainPID --value {unit}"))
+            restarts = int(ok(droplet, f"systemctl show -p NRestarts --value {unit}"))
             assert pid > 0
             ok(droplet, f"kill -9 {pid}")
             await eventually(
-                lambda: _restarted(droplet, pid), 30, "systemd to restart the app", interval_s=0.5
+                lambda: _restarted(droplet, unit, pid), 30, "systemd to restart the app", interval_s=0.5
             )
             await eventually(lambda: _version_is(url, live), 30, "the restarted app", interval_s=0.5)
-        assert int(ok(droplet, f"systemctl show -p NRestarts --value {UNIT}")) == restarts + 1
+        assert int(ok(droplet, f"systemctl show -p NRestarts --value {unit}")) == restarts + 1
 
         # 5. The playbook again, as the provisioner runs it: nothing changes; --check passes.
         config = load_config(settings_file, env={"REDIS_URL": redis.url, "DIGITALOCEAN_TOKEN": TOKEN})
@@ -294,14 +301,14 @@ async def test_a_new_users_first_day(  # noqa: PLR0917 (fixtures)
         # 6. A stranger's address is refused at the app's port; the controller's is not.
         assert controller.routes_via(droplet.ip) == droplet.veth  # before sending anything
         droplet.check_route()
-        with socket.create_connection((droplet.ip, APP_PORT), timeout=5):
+        with socket.create_connection((droplet.ip, APP_PORT + 1), timeout=5):
             pass
         stranger = socket.socket()
         try:
             stranger.settimeout(5)
             stranger.bind((controller.ip, 0))
             with pytest.raises(ConnectionRefusedError):
-                stranger.connect((droplet.ip, APP_PORT))
+                stranger.connect((droplet.ip, APP_PORT + 1))
         finally:
             stranger.close()
 
@@ -372,6 +379,6 @@ async def _reported(hosts: HostStore, name: str) -> bool:
     return any(sample.host == name for sample in await hosts.hosts())
 
 
-def _restarted(droplet: Droplet, old: int) -> bool:
-    done = droplet.ssh(f"systemctl show -p MainPID --value {UNIT}", timeout_s=20)
+def _restarted(droplet: Droplet, unit: str, old: int) -> bool:
+    done = droplet.ssh(f"systemctl show -p MainPID --value {unit}", timeout_s=20)
     return done.returncode == 0 and done.stdout.strip() not in ("", "0", str(old))
