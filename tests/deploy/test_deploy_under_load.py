@@ -13,12 +13,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from provisioner.app import build_deployer
+from provisioner.app import Parts, build_deployer
 from provisioner.config import load_config
 from provisioner.deploy.commands import DeployParts
 from state import DeployRecord, ServerRecord
@@ -26,6 +27,23 @@ from tests.support.deploy import AppRepo, current, releases, servers
 from tests.support.load import Load, LoadResult
 from tests.support.provisioner import BIN_DIR, PartsFactory
 from tests.support.proxy import ProxyProcess
+
+
+@dataclass(frozen=True)
+class Pool:
+    parts: Parts
+    servers: tuple[ServerRecord, ServerRecord]
+    proxy: ProxyProcess
+
+
+@pytest.fixture
+async def pool(make_parts: PartsFactory, proxy_process: Callable[..., ProxyProcess]) -> Pool:
+    """Two local production servers behind `python -m proxy serve`, no staging."""
+    parts = await make_parts()
+    a, b = await servers(parts, "production", "production")
+    await parts.store.set_weight(0)  # every request is production's
+    # Heartbeats every 0.2 s: the proxies' let-go of a server is seen at once.
+    return Pool(parts, (a, b), proxy_process(env={"PROXY_HEARTBEAT_INTERVAL_S": "0.2"}))
 
 
 def deployer(redis_url: str, tmp_path: Path, said: list[str], **settings: object) -> DeployParts:
@@ -79,18 +97,10 @@ def succeeded(record: DeployRecord, said: list[str], load: LoadResult) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_warm_deploy_and_its_rollback_under_load_fail_no_request_and_restart_nothing(
-    app_repo: AppRepo,
-    make_parts: PartsFactory,
-    proxy_process: Callable[..., ProxyProcess],
-    redis_url: str,
-    tmp_path: Path,
+    app_repo: AppRepo, pool: Pool, redis_url: str, tmp_path: Path
 ) -> None:
-    parts = await make_parts()
-    store, registry = parts.store, parts.registry
-    a, b = await servers(parts, "production", "production")
-    await store.set_weight(0)  # no staging pool here: every request is production's
-    # Heartbeats every 0.2 s: the proxies' let-go of the old ports is seen at once.
-    proxy = proxy_process(env={"PROXY_HEARTBEAT_INTERVAL_S": "0.2"})
+    store, registry, proxy = pool.parts.store, pool.parts.registry, pool.proxy
+    a, b = pool.servers
     before = {s.id: current(s).name for s in (a, b)}
     sha = app_repo.commit("under load")
     assert app_repo.push("main").returncode == 0  # no hooks here: the deploy is run below
@@ -139,17 +149,10 @@ async def test_a_warm_deploy_and_its_rollback_under_load_fail_no_request_and_res
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_a_restarting_deploy_under_load_fails_no_request(
-    app_repo: AppRepo,
-    make_parts: PartsFactory,
-    proxy_process: Callable[..., ProxyProcess],
-    redis_url: str,
-    tmp_path: Path,
+    app_repo: AppRepo, pool: Pool, redis_url: str, tmp_path: Path
 ) -> None:
-    parts = await make_parts()
-    store = parts.store
-    a, b = await servers(parts, "production", "production")
-    await store.set_weight(0)
-    proxy = proxy_process(env={"PROXY_HEARTBEAT_INTERVAL_S": "0.2"})
+    store, proxy = pool.parts.store, pool.proxy
+    a, b = pool.servers
     sha = app_repo.commit("under load")
     assert app_repo.push("main").returncode == 0
     said: list[str] = []
