@@ -51,6 +51,7 @@ from state.previewstore import PreviewStore
 from state.rollouts import DeployRequests
 
 if TYPE_CHECKING:
+    from provisioner.scale.do_api import DigitalOceanApi
     from provisioner.scale.droplets import DropletSettings
 
 log = logging.getLogger("provisioner")
@@ -62,18 +63,25 @@ def make_provider(config: ProvisionerConfig, images: ImageStore | None = None) -
     if config.provider == "local":
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
-    from provisioner.scale.do_api import DigitalOceanApi  # noqa: PLC0415
     from provisioner.scale.droplets import DigitalOceanProvider  # noqa: PLC0415
 
-    assert config.digitalocean_token is not None  # check_provider saw to it
-    api = DigitalOceanApi(
+    return DigitalOceanProvider(
+        do_api(config), droplet_settings(config), _image_of(images) if images else None
+    )
+
+
+def do_api(config: ProvisionerConfig) -> DigitalOceanApi:
+    """The API client alone (`image forget` needs no droplet settings); the token must be set."""
+    from provisioner.scale.do_api import DigitalOceanApi  # noqa: PLC0415  (as above)
+
+    assert config.digitalocean_token is not None  # check_provider or the caller saw to it
+    return DigitalOceanApi(
         config.digitalocean_token,
         config.digitalocean_end_point,
         timeout_s=config.digitalocean_api_timeout_s,
         retries=config.digitalocean_api_retries,
         backoff_s=config.digitalocean_api_backoff_s,
     )
-    return DigitalOceanProvider(api, droplet_settings(config), _image_of(images) if images else None)
 
 
 def _image_of(images: ImageStore) -> Callable[[PoolName], Awaitable[str | None]]:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provisioner.app import Parts, build, make_provider
+from provisioner.app import Parts, build, do_api, make_provider
 from provisioner.config import ProvisionerConfig
 from provisioner.configure import PLAYBOOKS
 from provisioner.errors import ConfigError, ProviderError, ProvisionerError
@@ -98,8 +98,7 @@ async def _show(config: ProvisionerConfig, pool: PoolName | None, as_json: bool)
 
 
 async def _forget(config: ProvisionerConfig, actor: str, pool: PoolName) -> int:
-    provider = make_provider(config)
-    api = provider.api  # type: ignore[attr-defined]  # digitalocean, checked by run()
+    api = do_api(config)
     client = connect(config.redis_url)
     try:
         forgotten = await ImageStore(client, KeySpace(config.key_prefix), actor=actor).remove(pool)
