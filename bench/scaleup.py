@@ -4,13 +4,15 @@ droplets (root and systemd-nspawn; tests/freshos builds the cached root on first
     .venv/bin/python -m bench.scaleup                # one server each way
     .venv/bin/python -m bench.scaleup --rounds 2 --json /tmp/scaleup.json
 
-Each round runs `python -m provisioner up --pool production` (a scale request by hand)
-against the stand-in DigitalOcean API twice: once from the base image (the full
-configure), once from the image `python -m provisioner image build` made first. It
-prints the provisioner's own step timings (create, active, reachable: the provider's
-boot; configure, health, register: what this side adds), the CLI's wall time, and how
-many Ansible tasks ran and were skipped. A benchmark, not a test: it asserts nothing
-but that the commands worked.
+`python -m provisioner image build --pool production` runs first. Then each round runs
+`python -m provisioner up --pool production` (a scale request by hand) against the
+stand-in DigitalOcean API twice, back to back so both see the same load: once with the
+image's record removed from Redis (the base image, the full configure), once with it
+back (from the image); each server is then taken `down` again. It prints the
+provisioner's own step timings (create, active, reachable: the provider's boot;
+configure, health, register: what this side adds), the CLI's wall time, how many
+Ansible tasks ran and were skipped, and Ansible's seconds per tasks file. A benchmark,
+not a test: it asserts nothing but that the commands worked.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from state import KeySpace, connect
+from state.images import ImageStore
 from tests.freshos.conftest import TOKEN, Booted
 from tests.freshos.harness import make_key
 from tests.freshos.rootfs import ensure_base_root, unavailable
@@ -45,6 +49,8 @@ class Run:
     cli_wall_s: float
     tasks_ran: int
     tasks_skipped: int
+    files_s: dict[str, float]  # Ansible's task seconds per tasks file
+    slowest: list[tuple[str, float]]
 
 
 async def _up(w: World, how: str) -> Run:
@@ -57,6 +63,10 @@ async def _up(w: World, how: str) -> Run:
     timings = dict((await w.record(server_id)).timings)
     tasks = w.last_run_tasks()
     ran = sum(1 for v in tasks.values() if v in ("ok", "changed"))
+    files: dict[str, float] = {}
+    for task in w.last_run():
+        files[task.file] = files.get(task.file, 0.0) + task.duration_s
+    slowest = sorted(((t.name, t.duration_s) for t in w.last_run()), key=lambda x: -x[1])[:6]
     return Run(
         how=how,
         server=server_id,
@@ -66,6 +76,8 @@ async def _up(w: World, how: str) -> Run:
         cli_wall_s=wall_s,
         tasks_ran=ran,
         tasks_skipped=sum(1 for v in tasks.values() if v == "skipped"),
+        files_s=files,
+        slowest=slowest,
     )
 
 
@@ -76,16 +88,25 @@ async def _bench(rounds: int, home: Path, booted: Booted) -> tuple[list[Run], di
     build: dict[str, object] = {}
     try:
         async with world(home, booted, fake) as w:
-            for _ in range(rounds):
-                runs.append(await _up(w, "base"))
             started = time.monotonic()
             code, out, err = await w.provisioner("image", "build", "--pool", "production")
             if code != 0:
                 raise SystemExit(f"image build failed ({code}):\n{out}\n{err[-4000:]}")
             _, image_id, name, steps = out.strip().split("\t")
             build = {"image_id": image_id, "name": name, "steps": steps, "wall_s": time.monotonic() - started}
-            for _ in range(rounds):
-                runs.append(await _up(w, "image"))
+            client = connect(w.redis.url)
+            images = ImageStore(client, KeySpace(), actor="bench")
+            try:
+                record = await images.get("production")
+                assert record is not None
+                for _ in range(rounds):
+                    for how in ("base", "image"):
+                        await (images.remove("production") if how == "base" else images.put(record))
+                        runs.append(await _up(w, how))
+                        await w.provisioner("down", runs[-1].server)
+                await images.put(record)
+            finally:
+                await client.aclose()
             await w.provisioner("image", "forget", "--pool", "production")
     finally:
         await fake.stop()  # powers off and removes every droplet it booted
@@ -112,6 +133,12 @@ def _report(rounds: int, runs: list[Run], build: dict[str, object]) -> str:
         ("Ansible tasks skipped", "tasks_skipped"),
     ):
         lines.append(f"  {label:<28}{median('base', key):>12.2f}{median('image', key):>16.2f}")
+    files = sorted({f for r in runs for f in r.files_s})
+    lines += ["", "  Ansible seconds per tasks file"]
+    for f in files:
+        base = statistics.median([r.files_s.get(f, 0.0) for r in runs if r.how == "base"] or [0.0])
+        image = statistics.median([r.files_s.get(f, 0.0) for r in runs if r.how == "image"] or [0.0])
+        lines.append(f"  {f:<40}{base:>8.2f}{image:>16.2f}")
     lines += ["", f"  image build: {build.get('wall_s', 0.0):.1f} s ({build.get('steps', '')})"]
     return "\n".join(lines)
 

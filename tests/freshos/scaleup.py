@@ -30,6 +30,14 @@ PROXY_ADDRESS = "192.0.2.10"  # TEST-NET-1: listed in the firewall, never contac
 APP_PORT = 8000
 
 
+@dataclass(frozen=True)
+class TaskRun:
+    name: str
+    file: str  # the tasks file under playbooks/, e.g. roles/app/tasks/prepare.yml
+    outcome: str  # ok, changed, skipped, failed
+    duration_s: float
+
+
 @dataclass
 class World:
     fake: FakeDigitalOcean
@@ -75,20 +83,32 @@ class World:
         assert found, f"no record of {server_id}"
         return found[0]
 
-    def last_run_tasks(self) -> dict[str, str]:
-        """Task name -> its outcome (ok, changed, skipped, failed) in the newest Ansible run."""
+    def last_run(self) -> list[TaskRun]:
+        """The tasks of the newest Ansible run, in order, from its artifacts' job events."""
         runs = sorted(
             (p for p in self.artifacts.rglob("job_events") if p.is_dir()), key=lambda p: p.stat().st_mtime
         )
-        outcomes: dict[str, str] = {}
+        found = []
         for event_file in sorted(runs[-1].glob("*.json"), key=lambda p: int(p.name.split("-", 1)[0])):
             event = json.loads(event_file.read_text())
-            kind = event.get("event", "")
-            task = str(event.get("event_data", {}).get("task", ""))
-            if kind == "runner_on_ok":
-                outcomes[task] = "changed" if event["event_data"].get("res", {}).get("changed") else "ok"
-            elif kind in ("runner_on_skipped", "runner_on_failed"):
-                outcomes.setdefault(task, kind.removeprefix("runner_on_"))
+            kind, data = event.get("event", ""), event.get("event_data", {})
+            if kind not in ("runner_on_ok", "runner_on_skipped", "runner_on_failed"):
+                continue
+            outcome = kind.removeprefix("runner_on_")
+            if outcome == "ok" and data.get("res", {}).get("changed"):
+                outcome = "changed"
+            where = str(data.get("task_path", "")).rsplit("/playbooks/", 1)[-1].split(":")[0]
+            found.append(
+                TaskRun(str(data.get("task", "")), where, outcome, float(data.get("duration") or 0.0))
+            )
+        return found
+
+    def last_run_tasks(self) -> dict[str, str]:
+        """Task name -> its outcome (ok, changed, skipped, failed) in the newest Ansible run."""
+        outcomes: dict[str, str] = {}
+        for task in self.last_run():
+            if task.outcome in ("ok", "changed") or task.name not in outcomes:
+                outcomes[task.name] = task.outcome
         return outcomes
 
 
