@@ -11,7 +11,7 @@ import pytest
 
 from provisioner.scale.do_api import DigitalOceanApi
 from provisioner.scale.droplets import DigitalOceanProvider, DropletSettings
-from state import KeySpace, connect
+from state import KeySpace, ServerRegistry, connect
 from state.images import ImageRecord, ImageStore
 from state.model import PoolName
 from tests.provisioner.fake_do import FakeDigitalOcean
@@ -129,3 +129,23 @@ async def test_show_and_forget(redis_url: str, fake_do: FakeDigitalOcean) -> Non
 
 async def _none(fake_do: FakeDigitalOcean) -> bool:
     return fake_do.images.images == {}
+
+
+async def test_a_failed_build_leaves_no_droplet_record_or_image(
+    redis_url: str, fake_do: FakeDigitalOcean
+) -> None:
+    fake_do.fail("POST", r"^/v2/droplets$", 422)
+    env = clean_env(REDIS_URL=redis_url, DIGITALOCEAN_TOKEN=TOKEN, DIGITALOCEAN_END_POINT=fake_do.url)
+    env["PROVISIONER_DIGITALOCEAN_SSH_KEYS"] = "1234"
+    done = await asyncio.to_thread(cli, "image", "build", "--pool", "production", env=env)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no image built for production: step create: DigitalOcean API POST"), last
+    assert "Traceback" not in done.stderr and TOKEN not in done.stderr
+    client = connect(redis_url)
+    try:
+        assert await ServerRegistry(client, KeySpace()).all() == []
+        assert await ImageStore(client, KeySpace()).all() == []
+    finally:
+        await client.aclose()
+    assert fake_do.droplets == {}
