@@ -107,7 +107,14 @@ async def _forget(config: ProvisionerConfig, actor: str, pool: PoolName) -> int:
     if forgotten is None:
         print(f"no prepared image for {pool}: nothing to forget")
         return 0
-    deleted = await asyncio.to_thread(api.delete_image, int(forgotten.image_id))
+    # The record first: from now on new servers start from the base image, whatever follows.
+    try:
+        deleted = await asyncio.to_thread(api.delete_image, int(forgotten.image_id))
+    except ProviderError as exc:
+        raise ProviderError(
+            f"{pool}: image {forgotten.image_id} forgotten, but its snapshot was not deleted ({exc}):"
+            " delete it in DigitalOcean's control panel"
+        ) from exc
     how = "snapshot deleted" if deleted else "its snapshot was gone already"
     print(f"{pool}: image {forgotten.image_id} ({forgotten.name}) forgotten, {how}")
     return 0

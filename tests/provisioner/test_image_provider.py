@@ -123,6 +123,14 @@ async def test_show_and_forget(redis_url: str, fake_do: FakeDigitalOcean) -> Non
         assert fake_do.images.deleted == [int(image_id)]
         assert await ImageStore(client, KeySpace()).get("production") is None
         await eventually(lambda: _none(fake_do), 1, "the image to be gone", interval_s=0.01)
+        # A snapshot DigitalOcean will not delete: the record goes anyway, and the error says so.
+        await ImageStore(client, KeySpace(), actor="test").put(record)
+        fake_do.fail("DELETE", r"^/v2/images/", 403)
+        done = await asyncio.to_thread(cli, "image", "forget", "--pool", "production", env=env)
+        assert done.returncode == 1 and "forgotten, but its snapshot was not deleted" in done.stderr, (
+            done.stderr
+        )
+        assert await ImageStore(client, KeySpace()).get("production") is None
     finally:
         await client.aclose()
 
