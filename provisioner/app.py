@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,32 +45,51 @@ from state import (
     StateStore,
     connect,
 )
+from state.images import ImageStore
+from state.model import PoolName
 from state.previewstore import PreviewStore
 from state.rollouts import DeployRequests
 
 if TYPE_CHECKING:
+    from provisioner.scale.do_api import DigitalOceanApi
     from provisioner.scale.droplets import DropletSettings
 
 log = logging.getLogger("provisioner")
 
 
-def make_provider(config: ProvisionerConfig) -> Provider:
+def make_provider(config: ProvisionerConfig, images: ImageStore | None = None) -> Provider:
+    """`images`: where a pool's prepared image is recorded (none: every droplet from the base)."""
     check_provider(config)
     if config.provider == "local":
         return LocalProvider(Path(config.local_dir), config.local_python)
     # Imported only for this provider: the local run never loads python-digitalocean.
-    from provisioner.scale.do_api import DigitalOceanApi  # noqa: PLC0415
     from provisioner.scale.droplets import DigitalOceanProvider  # noqa: PLC0415
 
-    assert config.digitalocean_token is not None  # check_provider saw to it
-    api = DigitalOceanApi(
+    return DigitalOceanProvider(
+        do_api(config), droplet_settings(config), _image_of(images) if images else None
+    )
+
+
+def do_api(config: ProvisionerConfig) -> DigitalOceanApi:
+    """The API client alone (`image forget` needs no droplet settings); the token must be set."""
+    from provisioner.scale.do_api import DigitalOceanApi  # noqa: PLC0415  (as above)
+
+    assert config.digitalocean_token is not None  # check_provider or the caller saw to it
+    return DigitalOceanApi(
         config.digitalocean_token,
         config.digitalocean_end_point,
         timeout_s=config.digitalocean_api_timeout_s,
         retries=config.digitalocean_api_retries,
         backoff_s=config.digitalocean_api_backoff_s,
     )
-    return DigitalOceanProvider(api, droplet_settings(config))
+
+
+def _image_of(images: ImageStore) -> Callable[[PoolName], Awaitable[str | None]]:
+    async def of(pool: PoolName) -> str | None:
+        found = await images.get(pool)
+        return None if found is None else found.image_id
+
+    return of
 
 
 def droplet_settings(config: ProvisionerConfig) -> DropletSettings:
@@ -155,7 +174,7 @@ def build(
     store = StateStore(client, keys, actor=actor)
     registry = ServerRegistry(client, keys, actor=actor)
     provisioner = Provisioner(
-        provider=provider or make_provider(config),
+        provider=provider or make_provider(config, ImageStore(client, keys, actor=actor)),
         configurer=configurer(config, bin_dir, playbooks_dir),
         store=store,
         registry=registry,

@@ -1,5 +1,5 @@
-"""`python -m provisioner worker | up | down | list | adopt | destroy | reserved-ip | deploy | rollback |
-releases | receive | webhook | inventory | previews`.
+"""`python -m provisioner worker | up | down | list | adopt | destroy | reserved-ip | image | deploy |
+rollback | releases | receive | webhook | inventory | previews`.
 
 Only this module reads the environment, configures logging and exits. Secrets
 are read once and then removed from this process's environment, so neither
@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from provisioner import reserved_ip
+from provisioner import image, reserved_ip
 from provisioner.app import Parts, build, build_deployer, host_vars_from, serve_rollout_deploys
 from provisioner.config import ENV_PREFIX, SECRETS, ProvisionerConfig, load_config
 from provisioner.deploy import commands
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     destroy.add_argument("server", metavar="ID", help="its id (see list --orphans)")
     commands.add_parsers(sub, common)
     reserved_ip.add_parsers(sub, common)
+    image.add_parsers(sub, common)
     return parser
 
 
@@ -194,8 +195,8 @@ def _run(args: argparse.Namespace) -> int:
     actor = f"provisioner:{config.worker_id}"
     if args.command == "list" and args.orphans:
         return asyncio.run(_with(config, actor, lambda p: orphans.list_orphans(p.provisioner, args.json)))
-    if args.command == "reserved-ip":
-        return reserved_ip.run(args, config)
+    if args.command in ("reserved-ip", "image"):
+        return {"image": image.run, "reserved-ip": reserved_ip.run}[args.command](args, config)
     if args.command == "list":
         return asyncio.run(_with_registry_only(config, actor, args.json))
     if args.command == "adopt":

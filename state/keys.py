@@ -193,6 +193,12 @@ class KeySpace:
         `<name>.<preview_domain>`."""
         return f"{self.prefix}previews"
 
+    @property
+    def images(self) -> str:
+        """HASH: pool -> JSON {"pool", "image_id", "name", "created_at", "release", "by"} of the
+        prepared image its new servers start from (state/images.py)."""
+        return f"{self.prefix}images"
+
     def watched(self) -> tuple[str, ...]:
         """The keys that make up a routing snapshot."""
         return (

@@ -204,3 +204,39 @@ class DigitalOceanApi:
         except DropletNotFound:
             return False
         return True
+
+    def snapshot(self, droplet_id: int, name: str) -> int:
+        """Start a snapshot of a running droplet (DigitalOcean takes it live); the action's id."""
+        done = _Droplet(id=droplet_id, **self._kw).take_snapshot(name)
+        return int(done["action"]["id"])
+
+    def wait_action(self, action_id: int, *, timeout_s: float, interval_s: float) -> None:
+        """Until the action completes; DigitalOceanError if it errors or outlasts `timeout_s`.
+        Polled here, not with the library's `Action.wait()`, which gives up after ~20 s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            action = _Manager(**self._kw).get_data(f"actions/{action_id}")["action"]
+            status = str(action.get("status"))
+            if status == "completed":
+                return
+            if status != "in-progress":
+                raise DigitalOceanError(f"DigitalOcean action {action_id} ended {status!r}", status=None)
+            if time.monotonic() + interval_s > deadline:
+                raise DigitalOceanError(
+                    f"DigitalOcean action {action_id} still in progress after {timeout_s:.0f}s", status=None
+                )
+            time.sleep(interval_s)
+
+    def snapshot_id(self, droplet_id: int, name: str) -> int | None:
+        """The id of the droplet's snapshot called `name` (the action does not say it)."""
+        found = _Manager(**self._kw).get_data(f"droplets/{droplet_id}/snapshots")
+        ids = [int(s["id"]) for s in found.get("snapshots", ()) if s.get("name") == name]
+        return ids[-1] if ids else None
+
+    def delete_image(self, image_id: int) -> bool:
+        """False if it was already gone."""
+        try:
+            _Manager(**self._kw).get_data(f"images/{image_id}", type=baseapi.DELETE)
+        except DropletNotFound:
+            return False
+        return True

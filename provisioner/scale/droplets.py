@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 from provisioner.errors import ProviderError, ProviderTimeout
-from provisioner.scale.do_api import DigitalOceanApi, DropletInfo
+from provisioner.scale.do_api import DigitalOceanApi, DigitalOceanError, DropletInfo
 from provisioner.scale.provider import Machine
 from state.model import PoolName
+
+log = logging.getLogger("provisioner.digitalocean")
+# The prepared image a pool's new droplets start from (its id), or None: the base image.
+ImageOf = Callable[[PoolName], Awaitable[str | None]]
 
 SSH_BANNER_TIMEOUT_S = 5.0
 
@@ -65,6 +70,9 @@ def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]
     }
     if s.ssh_private_key_file:
         found["ansible_ssh_private_key_file"] = s.ssh_private_key_file
+    if machine.image:
+        # The host setup is in the image: the roles skip it (the firewall and the release stay).
+        found["switchyard_from_image"] = True
     if s.install_deps:
         # The firewall is rewritten by every run (a deploy's too): always the same list.
         found["switchyard_app_firewall_allow"] = list(s.proxy_addresses)
@@ -77,9 +85,12 @@ def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]
 class DigitalOceanProvider:
     name = "digitalocean"
 
-    def __init__(self, api: DigitalOceanApi, settings: DropletSettings) -> None:
+    def __init__(
+        self, api: DigitalOceanApi, settings: DropletSettings, images: ImageOf | None = None
+    ) -> None:
         self.api = api
         self.settings = settings
+        self.images = images
 
     def tags_for(self, pool: PoolName, generation: str) -> tuple[str, ...]:
         s = self.settings
@@ -92,16 +103,38 @@ class DigitalOceanProvider:
 
     async def create(self, name: str, pool: PoolName, *, generation: str) -> Machine:
         s = self.settings
-        droplet_id = await asyncio.to_thread(
+        prepared = await self.images(pool) if self.images is not None else None
+        try:
+            droplet_id = await self._create(name, pool, generation, prepared or s.image)
+        except DigitalOceanError as exc:
+            if not prepared or exc.status != 422:
+                raise
+            # A refused image (deleted behind our back) must not stop the pool from growing.
+            log.warning(
+                "pool %s: image %s refused (%s): creating %s from %s", pool, prepared, exc, name, s.image
+            )
+            prepared = None
+            droplet_id = await self._create(name, pool, generation, s.image)
+        return Machine(
+            name=name,
+            ref=str(droplet_id),
+            port=s.app_port,
+            pool=pool,
+            generation=generation,
+            image=prepared or "",
+        )
+
+    async def _create(self, name: str, pool: PoolName, generation: str, image: str) -> int:
+        s = self.settings
+        return await asyncio.to_thread(
             self.api.create,
             name=name,
             region=s.region,
             size=s.size,
-            image=s.image,
+            image=image,
             ssh_keys=s.ssh_keys,
             tags=self.tags_for(pool, generation),
         )
-        return Machine(name=name, ref=str(droplet_id), port=s.app_port, pool=pool, generation=generation)
 
     def _address(self, info: DropletInfo) -> str:
         return info.public_ip if self.settings.address == "public" else info.private_ip

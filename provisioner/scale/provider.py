@@ -20,6 +20,7 @@ class Machine:
     pool: str = ""  # as its tag or marker says; empty if unknown
     generation: str = ""  # of the state it was made under (its tag); empty: made before generations
     created_at: float = 0.0  # wall-clock seconds; 0: unknown
+    image: str = ""  # the prepared image it started from (state/images.py); empty: none
 
 
 class Provider(Protocol):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.freshos import images
 from tests.freshos.droplet import Droplet, create, destroy
 from tests.freshos.harness import make_key
 from tests.freshos.rootfs import ensure_base_root, unavailable
@@ -40,7 +41,8 @@ DropletFactory = Callable[[str], Droplet]
 
 @dataclass
 class Booted:
-    """Boots droplets under one directory; removes whatever is left at the end."""
+    """Boots droplets under one directory, keeps their images beside it (the stand-in's
+    snapshots: `fake_do_images.ImageBooter`); removes whatever is left at the end."""
 
     home: Path
     key: tuple[Path, Path]
@@ -50,11 +52,26 @@ class Booted:
         droplet = self.up(name)
         return droplet.ip, droplet.ip  # one veth: the private address is the public one
 
-    def up(self, name: str) -> Droplet:
+    def up(self, name: str, image_id: int | None = None) -> Droplet:
         public, private = self.key
-        droplet = create(name, self.home / name, public, private)
+        layers = () if image_id is None else (images.layer(self.images, image_id),)
+        droplet = create(name, self.home / name, public, private, layers=layers)
         self.droplets[name] = droplet
         return droplet
+
+    @property
+    def images(self) -> Path:
+        return self.home.with_name("images")
+
+    def snapshot(self, name: str, image_id: int) -> None:
+        images.take(self.droplets[name].home / "upper", self.images, image_id)
+
+    def boot_image(self, name: str, image_id: int) -> tuple[str, str]:
+        droplet = self.up(name, image_id)
+        return droplet.ip, droplet.ip
+
+    def forget_image(self, image_id: int) -> None:
+        images.forget(self.images, image_id)
 
     def destroy(self, name: str) -> None:
         destroy(self.droplets.pop(name))
@@ -63,6 +80,7 @@ class Booted:
     def close(self) -> None:
         for name in list(self.droplets):
             self.destroy(name)
+        shutil.rmtree(self.images, ignore_errors=True)
 
 
 @pytest.fixture

@@ -130,8 +130,11 @@ class Droplet:
             return False
 
 
-def create(name: str, home: Path, public_key: Path, private_key: Path) -> Droplet:
-    """Set up and boot a droplet; on any failure what was made is removed again."""
+def create(
+    name: str, home: Path, public_key: Path, private_key: Path, *, layers: tuple[Path, ...] = ()
+) -> Droplet:
+    """Set up and boot a droplet; on any failure what was made is removed again. `layers`:
+    read-only roots over the base (an image's, tests/freshos/images.py), topmost first."""
     base, _ = ensure_base_root()
     home.mkdir(parents=True, exist_ok=True)
     index = _claim_index()
@@ -150,7 +153,8 @@ def create(name: str, home: Path, public_key: Path, private_key: Path) -> Drople
             "overlay",
             "overlay",
             "-o",
-            f"lowerdir={base},upperdir={home / 'upper'},workdir={home / 'work'}",
+            f"lowerdir={':'.join(map(str, (*layers, base)))},"
+            f"upperdir={home / 'upper'},workdir={home / 'work'}",
             str(droplet.merged),
         )
         _personalise(droplet, public_key.read_text())

@@ -18,7 +18,8 @@ droplet boots a real one: it stays `new` until its sshd answers, its addresses
 are the booter's, and deleting it powers it off and removes it.
 
 Reserved IPs (`add_reserved_ip`) are assigned and unassigned by actions that stay
-`in-progress` for `action_s`, as DigitalOcean's do, and then complete.
+`in-progress` for `action_s`, as DigitalOcean's do, and then complete. Snapshots and
+images are `fake_do_images.FakeImages`'s (`self.images`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import yaml
 from aiohttp import web
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
+
+from tests.provisioner.fake_do_images import FakeImages
 
 # Vendored so the tests run on a clean clone (see contract/README.md for its origin).
 SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-provisioner.yaml"
@@ -89,9 +92,11 @@ class FakeDigitalOcean:
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _boots: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    images: FakeImages = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec, self._template = _contract()
+        self.images = FakeImages(self)
 
     def fail(
         self,
@@ -121,6 +126,7 @@ class FakeDigitalOcean:
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.images.stop()
         for droplet_id in list(self._boots):
             await self._tear_down(droplet_id)
 
@@ -191,6 +197,8 @@ class FakeDigitalOcean:
     def _route(
         self, method: str, path: str, request: web.Request, data: bytes
     ) -> tuple[int, dict[str, Any] | None]:
+        if (answer := self.images.route(method, path, json.loads(data or b"{}"))) is not None:
+            return answer
         if path == "/v2/reserved_ips" or _RESERVED.match(path):
             return self._reserved(method, path, data)
         if path == "/v2/droplets" and method == "GET":
@@ -296,6 +304,7 @@ class FakeDigitalOcean:
             snapshot_ids=[],
             next_backup_window=None,
             _booted_at=time.monotonic() + self.boot_s,
+            _image=body.get("image"),
         )
         droplet["size"] = {**droplet["size"], "slug": droplet["size_slug"]}
         droplet["region"] = {**droplet["region"], "slug": body.get("region", "nyc3")}
@@ -308,9 +317,7 @@ class FakeDigitalOcean:
     async def _boot(self, droplet: dict[str, Any]) -> None:
         assert self.booter is not None
         try:
-            droplet["_public"], droplet["_private"] = await asyncio.to_thread(
-                self.booter.boot, droplet["name"]
-            )
+            droplet["_public"], droplet["_private"] = await asyncio.to_thread(self.images.boot, droplet)
         except Exception as exc:  # stays `new`, as a droplet that never boots does
             self.boot_failures.append(f"droplet {droplet['id']} ({droplet['name']}): {exc}")
             return
