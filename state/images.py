@@ -16,6 +16,7 @@ from redis.exceptions import WatchError
 from state.base import Accessor, audit, guarded
 from state.errors import InvalidValue
 from state.model import PoolName, parse_pool
+from state.presence import loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,7 @@ class ImageStore(Accessor):
                             pipe,
                             self.keys,
                             f"image:{pool}",
-                            _readable(before),
+                            loads(before),
                             after,
                             who=self.actor,
                         )
@@ -94,13 +95,3 @@ class ImageStore(Accessor):
 
         before = await guarded(op)
         return None if before is None else ImageRecord.decode(before)
-
-
-def _readable(raw: str | None) -> object:
-    """The audit's `before`: the record as JSON, or as it was if it is not JSON."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw

@@ -8,7 +8,6 @@ Only loopback and the addresses of the namespaces and links made here are contac
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -22,7 +21,7 @@ from state import KeySpace, ServerRecord, ServerRegistry, connect
 from tests.freshos.conftest import TOKEN, Booted
 from tests.freshos.hostaddr import HostAddress, claim
 from tests.provisioner.fake_do import FakeDigitalOcean
-from tests.support import ROOT
+from tests.support.procs import run
 from tests.support.redis_server import RedisServer
 
 FINGERPRINT = "3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:fa:45"
@@ -62,17 +61,7 @@ class World:
 
     async def provisioner(self, *argv: str, timeout_s: float = 1200.0) -> tuple[int, str, str]:
         command = (sys.executable, "-m", "provisioner", *argv, "--config", str(self.settings_file))
-        proc = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, env=self.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        return await run(*command, env=self.env(), timeout_s=timeout_s)
 
     async def record(self, server_id: str) -> ServerRecord:
         client = connect(self.redis.url)

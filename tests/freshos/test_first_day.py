@@ -42,6 +42,7 @@ from tests.freshos.hostaddr import HostAddress, claim
 from tests.provisioner.fake_do import FakeDigitalOcean
 from tests.support import ROOT
 from tests.support.deploy import AppRepo
+from tests.support.procs import run
 from tests.support.proxy import ProxyProcess
 from tests.support.redis_server import RedisServer
 from tests.support.wait import eventually
@@ -110,20 +111,6 @@ def clean_env(**extra: str) -> dict[str, str]:
         if not k.startswith(("PROVISIONER_", "GIT_", "DIGITALOCEAN_")) and k != "REDIS_URL"
     }
     return env | extra
-
-
-async def run(*argv: str, env: dict[str, str], timeout_s: float, cwd: Path = ROOT) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 async def curl(url: str) -> tuple[int, str]:
