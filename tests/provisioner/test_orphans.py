@@ -90,7 +90,7 @@ async def test_the_sweep_destroys_only_an_old_unpooled_droplet_of_the_current_ge
         name="sy-prod-old",
         region="nyc3",
         size="s-1vcpu-1gb",
-        image="1",
+        image="ubuntu-24-04-x64",  # a base image: a numeric id must be a snapshot the stand-in holds
         ssh_keys=(),
         tags=("switchyard",),
     )
@@ -100,7 +100,7 @@ async def test_the_sweep_destroys_only_an_old_unpooled_droplet_of_the_current_ge
         name="their-db",
         region="nyc3",
         size="s-1vcpu-1gb",
-        image="1",
+        image="ubuntu-24-04-x64",  # a base image: a numeric id must be a snapshot the stand-in holds
         ssh_keys=(),
         tags=("someone",),
     )
