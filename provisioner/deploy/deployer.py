@@ -31,7 +31,7 @@ from provisioner.deploy.lock import locked
 from provisioner.deploy.outcome import summary
 from provisioner.deploy.runs import HEALTH_DELAY_S, DeploySettings, ReleaseRuns
 from provisioner.deploy.warm import deploy_moves, rollback_moves, settle_vars, stop_warm
-from provisioner.drain import drain, until_let_go
+from provisioner.drain import drain, until_let_go, until_routed
 from provisioner.errors import DeployError, HealthError, HostFailed
 from provisioner.health import wait_healthy
 from state import DeployRecord, StateError
@@ -101,37 +101,40 @@ class Deployer(ReleaseRuns):
     ) -> dict[str, str]:
         """Make the prepared `release` live on `p`'s servers: by a warm switch (to the side
         port, or to `moves`), or server by server with a restart."""
-        if self.settings.keep_warm:
-            try:
-                return await self._switch_warm(env, p, moves or deploy_moves(p.targets), rollback=False)
-            except BaseException:
-                await finish(self._discard(env, p.targets, release))
-                raise
-        live = await self._activate_all(env, p.targets, release)
-        await self._forget_warm(p.targets)
-        return live
+        if not self.settings.keep_warm:
+            live = await self._activate_all(env, p.targets, release)
+            await self._forget_warm(p.targets)
+            return live
+        moves = moves or deploy_moves(p.targets)
+        try:
+            await self._healthy([m.new for m in moves], self.settings.health_timeout_s)
+            await self._move(env, moves, "new release")
+        except BaseException:
+            # Nothing moved: the prepared release goes. Once the pool has moved it is live,
+            # and a server that then fails to settle keeps serving it.
+            await finish(self._discard(env, p.targets, release))
+            raise
+        return await self._settle(env, p, moves, rollback=False)
 
-    async def _switch_warm(
-        self, env: PoolName, p: DeployPlan, moves: tuple[Move, ...], *, rollback: bool
-    ) -> dict[str, str]:
-        """Move the pool to `moves`' new ports in one write, wait for the proxies to let go of
-        the old ones, then settle every server at once."""
+    async def _move(self, env: PoolName, moves: tuple[Move, ...], what: str) -> None:
+        """Move the pool to `moves`' new ports in one write, and wait until every proxy routes
+        from it and has let go of the old ports (their requests there finish)."""
         limit = self.settings.drain_timeout_s
-        await self._healthy([m.new for m in moves], self.settings.health_timeout_s)
         clock = time.monotonic()
         await switch_backends(self.store, env, moves)
-        version = (await self.store.read_snapshot()).version
-        routed = await until_let_go(self.store, (), version, timeout_s=limit)
-        what = "warm release" if rollback else "new release"
+        routed = await until_routed(self.store, f"{env}: the switch", timeout_s=limit, say=self.say)
         if routed.drained:
             self.say(f"{env}: every proxy routes to the {what} ({(time.monotonic() - clock) * 1000:.0f} ms)")
-        else:
-            late = ", ".join(routed.waiting_on)
-            self.say(f"{env}: proxies {late} did not report the switch in {limit:.0f}s")
+        version = (await self.store.read_snapshot()).version
         gone = await until_let_go(self.store, [m.old for m in moves], version, timeout_s=limit)
         if not gone.drained:
             self.say(f"{env}: proxies {', '.join(gone.waiting_on)} still had requests on the old ports")
-        settling = time.monotonic()
+
+    async def _settle(
+        self, env: PoolName, p: DeployPlan, moves: tuple[Move, ...], *, rollback: bool
+    ) -> dict[str, str]:
+        """Every moved server at once: `current` follows the pool, the ports let go of stop."""
+        clock = time.monotonic()
         targets = {t.host: t for t in p.targets}
         results = await asyncio.gather(
             *(
@@ -145,7 +148,7 @@ class Deployer(ReleaseRuns):
             if isinstance(result, BaseException):
                 raise result
             live[move.server] = str(result.get("current", ""))
-            took = time.monotonic() - settling
+            took = time.monotonic() - clock
             self.say(f"{move.server}: live on {live[move.server]} at {move.new} (settled in {took:.1f}s)")
         return live
 
@@ -156,7 +159,7 @@ class Deployer(ReleaseRuns):
 
     async def _forget_warm(self, targets: Iterable[Target]) -> None:
         """After a restarting deploy or rollback: no release is kept warm any more."""
-        for target in targets:
+        for target in (t for t in targets if t.warm_url):
             record = await self.registry.get(target.host)
             if record is not None and record.warm_url:
                 await self.registry.put(record.evolve(warm_url=""))
@@ -194,7 +197,8 @@ class Deployer(ReleaseRuns):
             except HealthError as exc:
                 self.say(f"a warm release does not answer ({exc}): rolling back by restarting")
             else:
-                return await self._switch_warm(env, p, moves, rollback=True)
+                await self._move(env, moves, "warm release")
+                return await self._settle(env, p, moves, rollback=True)
         live: dict[str, str] = {}
         stops = stop_warm(p.targets)
         for target in p.targets:
