@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
-from tests.freshos.rootfs import CACHE, RootfsError
+from tests.freshos.rootfs import CACHE, RootfsError, published
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 MONITOR_REQUIREMENTS = ROOT_DIR / "requirements-monitor.txt"
@@ -56,8 +53,7 @@ def ensure_wheels(cache: Path = CACHE) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / ".complete").exists():
             return final
-        building = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache))
-        try:
+        with published(final) as building:
             command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d"]
             done = subprocess.run(
                 [*command, str(building), *wanted],
@@ -68,11 +64,6 @@ def ensure_wheels(cache: Path = CACHE) -> Path:
             if done.returncode != 0:
                 raise RootfsError(f"pip download {' '.join(wanted)} failed: {done.stderr.strip()[-1500:]}")
             (building / ".complete").write_text("\n".join(wanted) + "\n")
-            building.chmod(0o755)
-            os.rename(building, final)
-        finally:
-            if building.exists():
-                shutil.rmtree(building, ignore_errors=True)
     return final
 
 

@@ -6,11 +6,11 @@ and its own upper dir. So it starts with all the first one had, and changes only
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
+
+from tests.freshos.rootfs import published
 
 COPY_TIMEOUT_S = 300.0
 
@@ -23,8 +23,7 @@ def take(upper: Path, images: Path, image_id: int) -> Path:
     """Copy a droplet's upper dir as image `image_id`, whole or not at all."""
     final = images / str(image_id)
     images.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{image_id}-", dir=images))
-    try:
+    with published(final) as building:
         # -a as root keeps owners, modes, xattrs (overlay's opaque marks) and the whiteout
         # device nodes, so deletions in the droplet stay deletions in the image.
         done = subprocess.run(
@@ -36,11 +35,6 @@ def take(upper: Path, images: Path, image_id: int) -> Path:
         )
         if done.returncode != 0:
             raise ImageError(f"copying {upper} as image {image_id} failed: {done.stderr.strip()[-500:]}")
-        building.chmod(0o755)
-        os.rename(building, final)
-    finally:
-        if building.exists():
-            shutil.rmtree(building, ignore_errors=True)
     return final
 
 

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SUITE = "bookworm"
@@ -57,6 +59,20 @@ def unavailable() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed: run tools/system-packages"
     return None
+
+
+@contextmanager
+def published(final: Path) -> Iterator[Path]:
+    """A directory built beside `final` (the `with` body fills it) and renamed to it whole,
+    mode 0755, or removed if the body raised: no reader ever sees it half-made."""
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        yield building
+        building.chmod(0o755)
+        os.rename(building, final)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
 
 
 def root_path(cache: Path = CACHE) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.freshos.rootfs import _unmount_under
+from tests.freshos.rootfs import _unmount_under, published
 
 
 def mounted_under(root: Path) -> list[str]:
@@ -34,3 +34,17 @@ def test_what_a_killed_build_left_mounted_is_unmounted_deepest_first(tmp_path: P
     finally:
         for point in reversed(mounted_under(build)):
             subprocess.run(["umount", "--lazy", point], check=False, timeout=10)
+
+
+def test_a_published_directory_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    final = tmp_path / "cache" / "thing"
+    final.parent.mkdir()
+    with published(final) as building:
+        (building / "part").write_text("x")
+        assert not final.exists()  # nothing under the final name while it is being built
+    assert (final / "part").read_text() == "x" and final.stat().st_mode & 0o777 == 0o755
+    broken = tmp_path / "cache" / "broken"
+    with pytest.raises(RuntimeError), published(broken) as building:
+        (building / "part").write_text("x")
+        raise RuntimeError("cut short")
+    assert sorted(p.name for p in final.parent.iterdir()) == ["thing"]  # no half-made leftovers
