@@ -50,7 +50,7 @@ class Run:
     tasks_ran: int
     tasks_skipped: int
     files_s: dict[str, float]  # Ansible's task seconds per tasks file
-    slowest: list[tuple[str, float]]
+    tasks: list[tuple[str, str, str, float]]  # every task run: name, file, outcome, seconds
 
 
 async def _up(w: World, how: str) -> Run:
@@ -66,7 +66,6 @@ async def _up(w: World, how: str) -> Run:
     files: dict[str, float] = {}
     for task in w.last_run():
         files[task.file] = files.get(task.file, 0.0) + task.duration_s
-    slowest = sorted(((t.name, t.duration_s) for t in w.last_run()), key=lambda x: -x[1])[:6]
     return Run(
         how=how,
         server=server_id,
@@ -77,11 +76,13 @@ async def _up(w: World, how: str) -> Run:
         tasks_ran=ran,
         tasks_skipped=sum(1 for v in tasks.values() if v == "skipped"),
         files_s=files,
-        slowest=slowest,
+        tasks=[(t.name, t.file, t.outcome, t.duration_s) for t in w.last_run()],
     )
 
 
-async def _bench(rounds: int, home: Path, booted: Booted) -> tuple[list[Run], dict[str, object]]:
+async def _bench(
+    rounds: int, home: Path, booted: Booted, hows: tuple[str, ...]
+) -> tuple[list[Run], dict[str, object]]:
     fake = FakeDigitalOcean(token=TOKEN, booter=booted)
     await fake.start()
     runs: list[Run] = []
@@ -100,7 +101,7 @@ async def _bench(rounds: int, home: Path, booted: Booted) -> tuple[list[Run], di
                 record = await images.get("production")
                 assert record is not None
                 for _ in range(rounds):
-                    for how in ("base", "image"):
+                    for how in hows:
                         await (images.remove("production") if how == "base" else images.put(record))
                         runs.append(await _up(w, how))
                         await w.provisioner("down", runs[-1].server)
@@ -113,7 +114,7 @@ async def _bench(rounds: int, home: Path, booted: Booted) -> tuple[list[Run], di
     return runs, build
 
 
-def _report(rounds: int, runs: list[Run], build: dict[str, object]) -> str:
+def _report(rounds: int, runs: list[Run], build: dict[str, object], *, tasks: bool) -> str:
     rows = [*BOOT, *OURS]
 
     def median(how: str, pick: str, step: str = "") -> float:
@@ -140,6 +141,10 @@ def _report(rounds: int, runs: list[Run], build: dict[str, object]) -> str:
         image = statistics.median([r.files_s.get(f, 0.0) for r in runs if r.how == "image"] or [0.0])
         lines.append(f"  {f:<40}{base:>8.2f}{image:>16.2f}")
     lines += ["", f"  image build: {build.get('wall_s', 0.0):.1f} s ({build.get('steps', '')})"]
+    if tasks:
+        for run in runs[-2:]:
+            lines += ["", f"  tasks of the last {run.how} run (s)"]
+            lines += [f"  {sec:>6.2f}  {o:<8} {n} ({f})" for n, f, o, sec in run.tasks if o != "skipped"]
     return "\n".join(lines)
 
 
@@ -147,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaleup", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=1, help="servers added each way (default 1)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--only", choices=["base", "image"], help="one way only (to measure a change to that one)"
+    )
+    parser.add_argument("--tasks", action="store_true", help="also list each task of the last runs")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds: 1 or more")
@@ -158,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sy-scaleup-") as home:
         booted = Booted(Path(home) / "droplets", make_key(Path(home)))
         try:
-            runs, build = asyncio.run(_bench(args.rounds, Path(home), booted))
+            hows = (args.only,) if args.only else ("base", "image")
+            runs, build = asyncio.run(_bench(args.rounds, Path(home), booted, hows))
         finally:
             booted.close()
-    print(_report(args.rounds, runs, build))
+    print(_report(args.rounds, runs, build, tasks=args.tasks))
     if args.json:
         raw = {"rounds": args.rounds, "image_build": build, "runs": [asdict(r) for r in runs]}
         args.json.write_text(json.dumps(raw, indent=2) + "\n")
