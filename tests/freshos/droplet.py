@@ -154,7 +154,10 @@ def create(
             "overlay",
             "-o",
             f"lowerdir={':'.join(map(str, (*layers, base)))},"
-            f"upperdir={home / 'upper'},workdir={home / 'work'}",
+            f"upperdir={home / 'upper'},workdir={home / 'work'}"
+            # A directory renamed out of a lower layer (an image's) moves in place, as on a
+            # real droplet's disk; without it rename() fails with EXDEV and mv copies it.
+            ",redirect_dir=on",
             str(droplet.merged),
         )
         _personalise(droplet, public_key.read_text())
