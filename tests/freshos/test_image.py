@@ -2,11 +2,14 @@
 
 `image build` configures a droplet from the base, snapshots it through the stand-in's
 snapshot action (a copy of its root filesystem), records the image and destroys the
-droplet; the image holds neither the Redis password nor the build server's release.
-`up` then creates a droplet from that image id, and its Ansible run skips the host setup
-baked in (packages, users, code, virtualenv) but still writes this server's firewall,
-units and monitor, which reports to Redis under the new server's name. `image forget`
-deletes the snapshot. Timing is bench/scaleup.py's business, not this test's.
+droplet; the image holds no secret (neither the Redis password nor the app's environment
+file) but keeps the build server's deploy root, release and all, under
+/srv/switchyard/.image. `up` then creates a droplet from that image id, whose Ansible run
+skips the host setup baked in (packages, users, code, virtualenv), adopts that root as
+its own (its links and virtualenv scripts name the new server's path) and so builds no
+release, but still writes this server's firewall, units and monitor, which reports to
+Redis under the new server's name. `image forget` deletes the snapshot. Timing is
+bench/scaleup.py's business, not this test's.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ BAKED_IN = (
     "common | copy Switchyard's code",
     "common | install Switchyard's requirements into its virtualenv",
 )
+# The image's release is live once adopted: nothing is built, checked or switched to.
+RELEASE_STEPS = (
+    "app | build the release beside the live one",
+    "app | swap the current link to the release and restart the app",
+)
 PER_SERVER = (
+    "app | adopt the deploy root and release a prepared image keeps",
     "app | write the firewall's rules",
     "app | load the firewall, and at every boot",
     "app | install the app's and the firewall's systemd units",
@@ -61,10 +70,14 @@ async def test_image_build_then_a_server_from_it_then_forget(
             assert (recorded.pool, recorded.image_id, recorded.name) == ("production", image_id, name)
             code, shown, _ = await w.provisioner("image", "show", "--json")
             assert code == 0 and json.loads(shown)["image_id"] == image_id
-            # Generalised: no secret and no release of the build server's in the image.
+            # Generalised: no secret in the image, and the build server's root kept aside.
             layer = booted.images / image_id
             assert not (layer / "etc/switchyard/switchyard.env").exists()
-            assert not (layer / "srv/switchyard").exists() or list((layer / "srv/switchyard").iterdir()) == []
+            kept = layer / "srv/switchyard/.image"
+            assert (kept / "ORIGIN").read_text().strip().startswith("/srv/switchyard/")
+            assert not (kept / "shared/.env").exists() and list((kept / "shared").glob("*.pid")) == []
+            [image_release] = (kept / "releases").iterdir()
+            assert [p.name for p in (layer / "srv/switchyard").iterdir()] == [".image"]
             assert (layer / "opt/switchyard/.venv/bin/python").exists()
             password = w.redis.password.encode()
             assert [p for p in layer.rglob("*") if p.is_file() and password in p.read_bytes()] == []
@@ -77,7 +90,17 @@ async def test_image_build_then_a_server_from_it_then_forget(
             tasks = w.last_run_tasks()
             assert {t: tasks.get(t) for t in BAKED_IN} == dict.fromkeys(BAKED_IN, "skipped")
             assert [t for t in PER_SERVER if tasks.get(t) in (None, "skipped", "failed")] == []
+            assert [t for t in RELEASE_STEPS if tasks.get(t) not in (None, "skipped")] == []
+            # The monitor it just started reads its new files: no restart on top.
+            assert tasks.get("monitor | restart") in (None, "skipped"), tasks
             droplet = booted.droplets[server_id]
+            root = f"/srv/switchyard/{server_id}"
+            adopted = droplet.ssh(
+                f"readlink {root}/current {root}/ports/{APP_PORT}; head -n1 {root}/current/venv/bin/pip;"
+                f" ls -A /srv/switchyard; test ! -e {root}/ORIGIN && echo no-origin"
+            ).stdout.split()
+            release = f"{root}/releases/{image_release.name}"
+            assert adopted == [release, release, f"#!{release}/venv/bin/python3", server_id, "no-origin"]
             assert url == f"http://{droplet.ip}:{APP_PORT}"
             ruleset = droplet.ssh("nft list table inet switchyard_app").stdout
             assert PROXY_ADDRESS in ruleset and droplet.host_ip in ruleset, ruleset
