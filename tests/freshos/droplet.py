@@ -32,6 +32,7 @@ from tests.freshos.caches import (
     ensure_wheels,
     pip_conf,
 )
+from tests.freshos.reaper import CHILDREN, end_container, is_ours, read_pid, wait_gone
 from tests.freshos.rootfs import ensure_base_root
 
 NETWORK = ipaddress.IPv4Network("10.231.0.0/16")
@@ -41,10 +42,6 @@ BOOT_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 ROOT_DIR = Path(__file__).resolve().parents[2]
 HOST_CAS = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/usr/local/share/ca-certificates"))
-
-
-# The processes this interpreter started, so it reaps them (a CLI run leaves them to init).
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class DropletError(RuntimeError):
@@ -201,7 +198,7 @@ def boot(droplet: Droplet, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         start_new_session=True,  # outlives the CLI that started it; stopped by its PID
     )
     log.close()
-    _CHILDREN[proc.pid] = proc
+    CHILDREN[proc.pid] = proc
     droplet.supervisor_pid = proc.pid
     droplet.save()
     deadline = started + timeout_s
@@ -218,11 +215,11 @@ def boot(droplet: Droplet, timeout_s: float = BOOT_TIMEOUT_S) -> None:
 def stop(droplet: Droplet, timeout_s: float = STOP_TIMEOUT_S) -> None:
     """Power the droplet off: SIGTERM to its supervisor, which asks nspawn to shut down in order."""
     pid = droplet.supervisor_pid
-    if pid and _is_ours(pid, "tests.freshos.supervisor", str(droplet.home)):
+    if pid and is_ours(pid, "tests.freshos.supervisor", str(droplet.home)):
         os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(pid, timeout_s):
+        if not wait_gone(pid, timeout_s):
             os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, 5)
+            wait_gone(pid, 5)
     droplet.supervisor_pid = 0
     droplet.save()
 
@@ -230,13 +227,16 @@ def stop(droplet: Droplet, timeout_s: float = STOP_TIMEOUT_S) -> None:
 def destroy(droplet: Droplet) -> None:
     """Stop the droplet and its proxy and remove the mount, network and namespace (not `home`)."""
     stop(droplet)
-    nspawn = _read_pid(droplet.home / "nspawn.pid")
-    if nspawn and _is_ours(nspawn, "systemd-nspawn", str(droplet.merged)):
+    nspawn = read_pid(droplet.home / "nspawn.pid")
+    if nspawn and is_ours(nspawn, "systemd-nspawn", str(droplet.merged)):
         os.kill(nspawn, signal.SIGKILL)  # its supervisor was killed before nspawn finished
-        _wait_gone(nspawn, 10)
-    if droplet.proxy_pid and _is_ours(droplet.proxy_pid, "tinyproxy", str(droplet.home)):
+        wait_gone(nspawn, 10)
+    # A killed nspawn leaves the container's init running, reparented to the host's init,
+    # and with it the container's every process (its app on the droplet's address).
+    end_container(Path("/run/netns") / droplet.netns)
+    if droplet.proxy_pid and is_ours(droplet.proxy_pid, "tinyproxy", str(droplet.home)):
         os.kill(droplet.proxy_pid, signal.SIGTERM)
-        _wait_gone(droplet.proxy_pid, 10)
+        wait_gone(droplet.proxy_pid, 10)
     droplet.proxy_pid = 0
     if os.path.ismount(droplet.merged):
         _run("umount", str(droplet.merged))
@@ -324,7 +324,7 @@ def _start_proxy(droplet: Droplet) -> None:
             stderr=err,
             start_new_session=True,
         )
-    _CHILDREN[proc.pid] = proc
+    CHILDREN[proc.pid] = proc
     droplet.proxy_pid = proc.pid
     droplet.save()
     deadline = time.monotonic() + 10
@@ -339,47 +339,6 @@ def _start_proxy(droplet: Droplet) -> None:
                     f"tinyproxy on {droplet.host_ip}:{PROXY_PORT} did not start: {said}"
                 ) from None
             time.sleep(0.05)
-
-
-def _is_ours(pid: int, program: str, marker: str) -> bool:
-    """The PID still runs `program` with an argument mentioning `marker` (our droplet's files)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    words = [a.decode(errors="replace") for a in argv]
-    return any(program in w for w in words) and any(marker in w for w in words)
-
-
-def _wait_gone(pid: int, timeout_s: float) -> bool:
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        try:
-            child.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            _CHILDREN[pid] = child
-            return False
-        return True
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:  # not our child (the CLI started it): watch /proc instead
-            try:
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-            except OSError:
-                return True
-        time.sleep(0.05)
-    return False
-
-
-def _read_pid(path: Path) -> int:
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return 0
 
 
 def _tail(droplet: Droplet) -> str:

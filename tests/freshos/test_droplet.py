@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from tests.freshos.conftest import Booted, DropletFactory
 from tests.freshos.droplet import Droplet, DropletError, boot, stop
+from tests.freshos.reaper import container_inits, is_ours, wait_gone
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.freshos
@@ -117,3 +120,22 @@ def test_destroy_leaves_no_process_mount_or_namespace(booted: Booted) -> None:
     assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
     with pytest.raises(DropletError):
         droplet.check_route()
+
+
+def test_destroy_ends_the_container_whose_nspawn_was_killed(booted: Booted) -> None:
+    """A stop that timed out SIGKILLs the supervisor and nspawn, which leaves the container's
+    init running under the host's init: destroy finds it by its network namespace and ends it."""
+    droplet = booted.up("fresh-orphan")
+    nspawn = int((droplet.home / "nspawn.pid").read_text())
+    netns = Path("/run/netns") / droplet.netns
+    [init] = container_inits(netns)
+    for pid, program in ((droplet.supervisor_pid, "tests.freshos.supervisor"), (nspawn, "systemd-nspawn")):
+        assert is_ours(pid, program, str(droplet.home))
+        os.kill(pid, signal.SIGKILL)
+        assert wait_gone(pid, 10)
+    assert container_inits(netns) == [init]  # the orphan this is about
+
+    booted.destroy("fresh-orphan")
+
+    assert wait_gone(init, 10)  # ended (its zombie is the host's init's to reap)
+    assert not droplet.home.exists() and droplet.netns not in netns_names()
