@@ -32,7 +32,7 @@ from provisioner.config import ProvisionerConfig
 from provisioner.configure import PLAYBOOKS
 from provisioner.errors import ConfigError, ProviderError, ProvisionerError
 from provisioner.health import wait_healthy
-from state import KeySpace, ServerRecord, connect, parse_pool
+from state import DeployStore, KeySpace, ServerRecord, connect, parse_pool
 from state.images import ImageRecord, ImageStore
 from state.model import PoolName
 
@@ -82,19 +82,32 @@ def run(args: argparse.Namespace, config: ProvisionerConfig) -> int:
 async def _show(config: ProvisionerConfig, pool: PoolName | None, as_json: bool) -> int:
     client = connect(config.redis_url)
     try:
-        found = await ImageStore(client, KeySpace(config.key_prefix)).all()
+        keys = KeySpace(config.key_prefix)
+        shown = [r for r in await ImageStore(client, keys).all() if pool is None or r.pool == pool]
+        deploys = DeployStore(client, keys)
+        live = {r.pool: getattr(await deploys.last_good(r.pool), "sha", "") or "" for r in shown}
     finally:
         await client.aclose()
-    shown = [r for r in found if pool is None or r.pool == pool]
     for r in shown:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at))
-        line = json.loads(r.encode()) if as_json else None
-        print(
-            json.dumps(line) if as_json else f"{r.pool}\t{r.image_id}\t{r.name}\t{when}\t{r.release or '-'}"
-        )
+        if as_json:
+            print(json.dumps({**json.loads(r.encode()), "live_release": live[r.pool]}))
+        else:
+            fields = (r.pool, r.image_id, r.name, when, r.release or "-", freshness(r, live[r.pool]))
+            print("\t".join(fields))
     if not shown and not as_json:
         print(f"no prepared image{f' for {pool}' if pool else ''}: new servers start from the base image")
     return 0
+
+
+def freshness(image: ImageRecord, live_sha: str) -> str:
+    """Whether a server made from the image serves the pool's live release at once, or must
+    build it (a deploy since the image was built: rebuild it to get the speed back)."""
+    if not live_sha:
+        return "no deploy on record"
+    if image.release == live_sha:
+        return "current"
+    return f"behind: {live_sha[:8]} is live, rebuild it"
 
 
 async def _forget(config: ProvisionerConfig, actor: str, pool: PoolName) -> int:

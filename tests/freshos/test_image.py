@@ -101,6 +101,14 @@ async def test_image_build_then_a_server_from_it_then_forget(
             ).stdout.split()
             release = f"{root}/releases/{image_release.name}"
             assert adopted == [release, release, f"#!{release}/venv/bin/python3", server_id, "no-origin"]
+            # The deploy side sees the adopted root as any other: its release live on the port.
+            code, listed, err = await w.provisioner("releases", "--env", "production", "--json")
+            assert code == 0, err[-4000:]
+            report = json.loads(listed)["servers"][server_id]
+            assert (report["current"], report["ports"]) == (
+                image_release.name,
+                {str(APP_PORT): image_release.name},
+            ), report
             assert url == f"http://{droplet.ip}:{APP_PORT}"
             ruleset = droplet.ssh("nft list table inet switchyard_app").stdout
             assert PROXY_ADDRESS in ruleset and droplet.host_ip in ruleset, ruleset

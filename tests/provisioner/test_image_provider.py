@@ -5,13 +5,14 @@ as a child process: bad input, show and forget against Redis and the stand-in AP
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 
 from provisioner.scale.do_api import DigitalOceanApi
 from provisioner.scale.droplets import DigitalOceanProvider, DropletSettings
-from state import KeySpace, ServerRegistry, connect
+from state import DeployRecord, DeployStore, KeySpace, ServerRegistry, connect
 from state.images import ImageRecord, ImageStore
 from state.model import PoolName
 from tests.provisioner.fake_do import FakeDigitalOcean
@@ -114,10 +115,22 @@ async def test_show_and_forget(redis_url: str, fake_do: FakeDigitalOcean) -> Non
             image_id,
             "sy-production-1",
             "2025-12-03T00:00:00Z",
-            "v1\n",
+            "v1",
+            "no deploy on record\n",
         ]
+        # A deploy since the build: a server from the image builds that release, and show says so.
+        live = "1a2b3c4d" * 5
+        await DeployStore(client, KeySpace()).record(
+            DeployRecord("production", "deploy", live, "succeeded", "test", 1764720100.0)
+        )
+        done = await asyncio.to_thread(cli, "image", "show", env=env)
+        assert done.stdout.split("\t")[-1] == "behind: 1a2b3c4d is live, rebuild it\n", done.stdout
         done = await asyncio.to_thread(cli, "image", "show", "--json", "--pool", "production", env=env)
         assert json.loads(done.stdout)["image_id"] == image_id
+        assert json.loads(done.stdout)["live_release"] == live
+        await ImageStore(client, KeySpace(), actor="test").put(dataclasses.replace(record, release=live))
+        done = await asyncio.to_thread(cli, "image", "show", env=env)
+        assert done.stdout.split("\t")[-1] == "current\n", done.stdout
         done = await asyncio.to_thread(cli, "image", "forget", "--pool", "production", env=env)
         assert done.returncode == 0 and "snapshot deleted" in done.stdout, done.stderr
         assert fake_do.images.deleted == [int(image_id)]
