@@ -6,10 +6,8 @@ every response it sends is validated against DigitalOcean's own OpenAPI
 description (`contract/openapi-provisioner.yaml`, vendored, the droplets
 contract and more); violations are collected and the fixture fails the test on any.
 
-Two habits of python-digitalocean that the spec does not allow are normalised
-before validating, as the shared README says: the trailing slash on
-collection paths and `"vpc_uuid": null` in the create body. A DELETE it sends
-with an empty JSON object as body is treated as having no body.
+python-digitalocean's trailing slash on collection paths is dropped, and its other
+habits the spec does not allow are normalised (`fake_do_contract`) before validating.
 
 By default a droplet is a record that turns `active` after `boot_s`, at
 127.0.0.1 (public) and 127.0.0.2 (private), where the tests' own sshd listens.
@@ -17,37 +15,29 @@ Given a `booter` (tests/freshos: a fresh OS under systemd-nspawn), creating a
 droplet boots a real one: it stays `new` until its sshd answers, its addresses
 are the booter's, and deleting it powers it off and removes it.
 
-Reserved IPs (`add_reserved_ip`) are assigned and unassigned by actions that stay
-`in-progress` for `action_s`, as DigitalOcean's do, and then complete. Snapshots and
-images are `fake_do_images.FakeImages`'s (`self.images`).
+Reserved IPs (`add_reserved_ip`) are `fake_do_reserved.FakeReservedIps`'s
+(`self.reserved`); snapshots and images are `fake_do_images.FakeImages`'s (`self.images`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import functools
-import ipaddress
 import json
 import re
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
 from aiohttp import web
-from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from tests.provisioner.fake_do_contract import SPEC_HOST, contract, describe, error_body, normalised_body
 from tests.provisioner.fake_do_images import FakeImages
+from tests.provisioner.fake_do_reserved import FakeReservedIps
 
-# Vendored so the tests run on a clean clone (see contract/README.md for its origin).
-SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-provisioner.yaml"
-SPEC_HOST = "https://api.digitalocean.com"
 _DROPLET = re.compile(r"^/v2/droplets/(\d+)$")
-_RESERVED = re.compile(r"^/v2/reserved_ips/([0-9.]+)(/actions(?:/(\d+))?)?$")
 
 
 class Booter(Protocol):
@@ -86,17 +76,22 @@ class FakeDigitalOcean:
     boot_failures: list[str] = field(default_factory=list)
     url: str = ""
     action_s: float = 0.3
-    reserved_ips: dict[str, int | None] = field(default_factory=dict)  # ip -> droplet id
-    ip_actions: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next_id: int = 3164000
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _boots: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     images: FakeImages = field(init=False)
+    reserved: FakeReservedIps = field(init=False)
 
     def __post_init__(self) -> None:
-        self.spec, self._template = _contract()
+        self.spec, self._template = contract()
         self.images = FakeImages(self)
+        self.reserved = FakeReservedIps(self)
+
+    @property
+    def reserved_ips(self) -> dict[str, int | None]:
+        """Reserved IP -> the droplet id it is assigned to (None: unassigned)."""
+        return self.reserved.ips
 
     def fail(
         self,
@@ -131,7 +126,7 @@ class FakeDigitalOcean:
             await self._tear_down(droplet_id)
 
     def add_reserved_ip(self, ip: str, droplet_id: int | None = None) -> None:
-        self.reserved_ips[ip] = droplet_id
+        self.reserved.ips[ip] = droplet_id
 
     def alive(self) -> list[dict[str, Any]]:
         return [self._view(d) for d in self.droplets.values()]
@@ -143,7 +138,7 @@ class FakeDigitalOcean:
         path = request.path.rstrip("/") or "/"
         method = request.method
         self.calls.append((method, path))
-        data = _normalised_body(method, body)
+        data = normalised_body(method, body)
         spec_request = MockRequest(
             SPEC_HOST,
             method,
@@ -154,7 +149,7 @@ class FakeDigitalOcean:
             content_type=request.content_type if data else "application/json",
         )
         for error in self.spec.iter_request_errors(spec_request):
-            self.violations.append(f"request {method} {request.path_qs}: {_describe(error)}")
+            self.violations.append(f"request {method} {request.path_qs}: {describe(error)}")
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(
                 spec_request, 401, {"id": "unauthorized", "message": "Unable to authenticate you"}
@@ -166,7 +161,7 @@ class FakeDigitalOcean:
             if failure.status is None:
                 await self._stopping.wait()
                 raise web.HTTPServiceUnavailable
-            return self._send(spec_request, failure.status, failure.body or _error(failure.status))
+            return self._send(spec_request, failure.status, failure.body or error_body(failure.status))
         match = _DROPLET.match(path)
         if method == "DELETE" and match and int(match.group(1)) in self.droplets:
             await self._tear_down(int(match.group(1)))
@@ -185,7 +180,7 @@ class FakeDigitalOcean:
         spec_response = MockResponse(raw, status_code=status, content_type="application/json")
         for error in self.spec.iter_response_errors(spec_request, spec_response):
             self.violations.append(
-                f"response {status} to {spec_request.method} {spec_request.path}: {_describe(error)}"
+                f"response {status} to {spec_request.method} {spec_request.path}: {describe(error)}"
             )
         headers = {
             "ratelimit-limit": "5000",
@@ -199,8 +194,8 @@ class FakeDigitalOcean:
     ) -> tuple[int, dict[str, Any] | None]:
         if (answer := self.images.route(method, path, json.loads(data or b"{}"))) is not None:
             return answer
-        if path == "/v2/reserved_ips" or _RESERVED.match(path):
-            return self._reserved(method, path, data)
+        if (answer := self.reserved.route(method, path, data)) is not None:
+            return answer
         if path == "/v2/droplets" and method == "GET":
             return 200, self._list(request)
         if path == "/v2/droplets" and method == "POST":
@@ -223,61 +218,6 @@ class FakeDigitalOcean:
         if match:
             return 404, {"id": "not_found", "message": "The resource you requested could not be found."}
         return 404, {"id": "not_found", "message": f"no route {method} {path} in this stand-in"}
-
-    def _reserved(self, method: str, path: str, data: bytes) -> tuple[int, dict[str, Any] | None]:
-        if path == "/v2/reserved_ips" and method == "GET":
-            shown = [self._ip_view(ip) for ip in self.reserved_ips]
-            return 200, {"reserved_ips": shown, "links": {}, "meta": {"total": len(shown)}}
-        match = _RESERVED.match(path)
-        if match is None or match.group(1) not in self.reserved_ips:
-            return 404, {"id": "not_found", "message": "The resource you requested could not be found."}
-        ip, actions, action_id = match.group(1), match.group(2), match.group(3)
-        if not actions and method == "GET":
-            return 200, {"reserved_ip": self._ip_view(ip)}
-        if action_id is not None and method == "GET" and int(action_id) in self.ip_actions:
-            return 200, {"action": self._action_view(self.ip_actions[int(action_id)])}
-        if actions and action_id is None and method == "POST":
-            body = json.loads(data or b"{}")
-            target = body.get("droplet_id") if body.get("type") == "assign" else None
-            if body.get("type") == "assign" and target not in self.droplets:
-                return 422, {"id": "unprocessable_entity", "message": f"Droplet {target} was not found"}
-            if any(a["_ip"] == ip and time.monotonic() < a["_done_at"] for a in self.ip_actions.values()):
-                return 422, {"id": "unprocessable_entity", "message": "The reserved IP has a pending action"}
-            self._next_id += 2
-            self.ip_actions[self._next_id] = {
-                "id": self._next_id, "type": f"{body.get('type')}_ip", "_ip": ip, "_to": target,
-                "_done_at": time.monotonic() + self.action_s,
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }  # fmt: skip
-            return 201, {"action": self._action_view(self.ip_actions[self._next_id])}
-        return 404, {"id": "not_found", "message": f"no route {method} {path} in this stand-in"}
-
-    def _action_view(self, action: dict[str, Any]) -> dict[str, Any]:
-        done = time.monotonic() >= action["_done_at"]
-        if done and not action.get("_applied"):
-            # The address moves when the action completes, not when it is asked for.
-            action["_applied"] = True
-            self.reserved_ips[action["_ip"]] = action["_to"]
-        region = self._template["region"]
-        return {
-            **{k: v for k, v in action.items() if not k.startswith("_")},
-            "status": "completed" if done else "in-progress",
-            "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if done else None,
-            "resource_id": int(ipaddress.IPv4Address(action["_ip"])),
-            "resource_type": "reserved_ip",
-            "region": region,
-            "region_slug": region["slug"],
-        }
-
-    def _ip_view(self, ip: str) -> dict[str, Any]:
-        for action in self.ip_actions.values():
-            if action["_ip"] == ip:
-                self._action_view(action)
-        droplet_id = self.reserved_ips[ip]
-        droplet = self._view(self.droplets[droplet_id]) if droplet_id in self.droplets else None
-        pending = any(a["_ip"] == ip and not a.get("_applied") for a in self.ip_actions.values())
-        return {"ip": ip, "region": self._template["region"], "droplet": droplet, "locked": pending,
-                "project_id": "746c6152-2fa2-11ed-92d3-27aaa54e4988"}  # fmt: skip
 
     def _list(self, request: web.Request) -> dict[str, Any]:
         tag = request.query.get("tag_name")
@@ -358,44 +298,3 @@ class FakeDigitalOcean:
                 },
             )
         return shown
-
-
-@functools.cache
-def _contract() -> tuple[OpenAPI, dict[str, Any]]:
-    """The parsed spec (slow to build: once per session) and its example droplet."""
-    if not SPEC_PATH.is_file():
-        raise RuntimeError(f"{SPEC_PATH} is missing: the DigitalOcean API contract is part of the repository")
-    data = yaml.safe_load(SPEC_PATH.read_text())
-    example = copy.deepcopy(data["components"]["examples"]["droplet_single"]["value"]["droplet"])
-    return OpenAPI.from_dict(data), example
-
-
-def _normalised_body(method: str, body: bytes) -> bytes:
-    if not body:
-        return b""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body
-    if method == "DELETE" and data == {}:
-        return b""
-    if method == "GET" and data == {}:
-        return b""
-    if isinstance(data, dict) and "vpc_uuid" in data and data["vpc_uuid"] is None:
-        del data["vpc_uuid"]
-    return json.dumps(data).encode()
-
-
-def _error(status: int) -> dict[str, str]:
-    ids = {
-        429: "too_many_requests",
-        422: "unprocessable_entity",
-        500: "server_error",
-        503: "service_unavailable",
-    }
-    return {"id": ids.get(status, "error"), "message": f"stand-in failure {status}"}
-
-
-def _describe(error: Exception) -> str:
-    causes = getattr(error, "schema_errors", None) or getattr(error, "__cause__", None)
-    return f"{type(error).__name__}: {error}" + (f" ({causes})" if causes else "")
