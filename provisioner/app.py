@@ -116,6 +116,7 @@ def droplet_settings(config: ProvisionerConfig) -> DropletSettings:
         redis_host=config.remote_redis_host or (urlsplit(config.redis_url).hostname or ""),
         redis_port=_redis_port(config.redis_url),
         proxy_addresses=config.proxy_addresses,
+        key_prefix=config.key_prefix,
     )
 
 

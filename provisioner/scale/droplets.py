@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from provisioner.errors import ProviderError, ProviderTimeout
 from provisioner.scale.do_api import DigitalOceanApi, DigitalOceanError, DropletInfo
 from provisioner.scale.provider import Machine
+from state.keys import DEFAULT_PREFIX
 from state.model import PoolName
 
 log = logging.getLogger("provisioner.digitalocean")
@@ -48,6 +49,7 @@ class DropletSettings:
     redis_host: str = ""
     redis_port: int = 6379
     proxy_addresses: tuple[str, ...] = ()
+    key_prefix: str = DEFAULT_PREFIX  # the monitor reports under the provisioner's own
 
 
 def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]:
@@ -79,6 +81,7 @@ def droplet_host_vars(s: DropletSettings, machine: Machine) -> dict[str, object]
         if s.redis_host:
             found["switchyard_redis_host"] = s.redis_host
             found["switchyard_redis_port"] = s.redis_port
+        found["switchyard_key_prefix"] = s.key_prefix
     return found
 
 

@@ -161,8 +161,12 @@ def test_a_password_with_reserved_characters_survives_the_redis_url(tmp_path: Pa
         tmp_path,
         switchyard_redis_host="10.0.0.5",
         switchyard_redis_password_file=str(secret_file),
+        switchyard_key_prefix="shop-b:",
     )
     assert done.status == "successful", output(done)
+    lines = (tmp_path / "root/etc/switchyard/switchyard.env").read_text().splitlines()
+    # Another deployment's prefix: the monitor reports under it (the proxy, on its hosts).
+    assert {"MONITOR_KEY_PREFIX=shop-b:", "PROXY_KEY_PREFIX=shop-b:"} <= set(lines)
     line = next(
         x
         for x in (tmp_path / "root/etc/switchyard/switchyard.env").read_text().splitlines()

@@ -47,6 +47,9 @@ def test_the_droplets_host_vars_carry_the_redis_and_the_proxies() -> None:
     assert (found["switchyard_redis_host"], found["switchyard_redis_port"]) == ("10.0.0.5", 6380)
     assert found["switchyard_app_firewall_allow"] == ["10.0.0.2", "10.0.1.0/24"]
     assert not any(str(v) == "pw" for v in found.values())
+    assert found["switchyard_key_prefix"] == "switchyard:"
+    shared = droplet_settings(load_config(base={"key_prefix": "shop-b:"}))
+    assert droplet_host_vars(shared, Machine("a", "1", "x", 1))["switchyard_key_prefix"] == "shop-b:"
 
     told = load_config(base={"redis_url": "redis://127.0.0.1/0", "remote_redis_host": "10.0.0.7"})
     assert droplet_host_vars(droplet_settings(told), Machine("a", "1", "x", 1))["switchyard_redis_host"] == (
