@@ -252,7 +252,9 @@ class StateStore(Presence):
         return await self._write_alert(alert)
 
     async def clear_alert(self, *, only_if_by: str | None = None) -> Change:
-        """Clear the kill switch; with `only_if_by`, only when that actor set it."""
+        """Clear the kill switch; with `only_if_by`, only when that actor set it. Cleared
+        outright (an operator), it takes the monitors' claims with it (state/claims.py): a
+        dead monitor's claim would otherwise inherit the next claim's alert and hold it."""
         return await self._write_alert(None, only_if_by=only_if_by)
 
     async def _write_alert(self, alert: Alert | None, *, only_if_by: str | None = None) -> Change:
@@ -276,9 +278,11 @@ class StateStore(Presence):
                 return before
             return None
 
+        outright = alert is None and only_if_by is None
+
         def apply(p: aioredis.client.Pipeline, after: dict[str, object] | None) -> None:
             if after is None:
-                p.delete(key)
+                p.delete(key, *((self.keys.alert_claims,) if outright else ()))
             else:
                 p.set(key, json.dumps(after))
 

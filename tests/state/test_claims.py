@@ -75,6 +75,23 @@ async def test_a_humans_alert_outlives_every_claim(client: aioredis.Redis) -> No
     assert await a.claims() == {}
 
 
+async def test_an_operators_clear_takes_the_claims_so_a_dead_monitors_cannot_inherit(
+    client: aioredis.Redis,
+) -> None:
+    a, b, store = monitors(client)
+    await a.claim("proxy-a", "a")  # proxy-a's monitor then dies: it never releases
+    await StateStore(client, KEYS, actor="cli:alice@laptop").clear_alert()
+    assert (await store.read_snapshot()).alert is None and await a.claims() == {}
+    # proxy-b alerts and recovers: the alert goes with it, not to proxy-a's old claim.
+    await b.claim("proxy-b", "b")
+    await b.release("proxy-b")
+    assert (await store.read_snapshot()).alert is None
+    # A clear only of one's own alert (a rollout's) leaves the monitors' claims alone.
+    await a.claim("proxy-a", "a")
+    await StateStore(client, KEYS, actor="rollout").clear_alert(only_if_by="rollout")
+    assert set(await a.claims()) == {"proxy-a"}
+
+
 async def test_an_alert_set_before_claims_existed_is_still_cleared_by_its_monitor(
     client: aioredis.Redis,
 ) -> None:
