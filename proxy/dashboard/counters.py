@@ -17,11 +17,12 @@ LATE_S = 20.0
 # A proxy that could not reach Redis adds its held counts later, into older buckets:
 # the whole hour is read again this often to show them.
 FULL_EVERY_S = 60.0
-# Buckets per pipeline: the hour (361 HGETALLs, about 33,000 values at 10 s buckets) costs
-# 0.2-0.5 s of redis-py's parsing on the loop the data path shares, which stalled it for
-# 150-250 ms at once; in slices of this many, it is served between them (35-95 ms stalls
-# measured on a loaded 2-core VM).
-SLICE_BUCKETS = 30
+# Buckets per pipeline: the hour (361 HGETALLs, about 33,000 values at 10 s buckets) is
+# parsed on the loop the data path shares, which is served between slices. Measured by
+# `python -m bench.dashread` (idle 2-core VM): with redis-py's Python parser the hour took
+# 325 ms and stalled the loop 29 ms per slice of 30; with hiredis (requirements.txt)
+# 61 ms and 2.2 ms, and in slices of 10, 66 ms and 1.6 ms.
+SLICE_BUCKETS = 10
 
 
 def hour_for(stats: VersionStatsStore) -> Hour:
@@ -30,9 +31,15 @@ def hour_for(stats: VersionStatsStore) -> Hour:
 
 
 class CountReader:
-    def __init__(self, stats: VersionStatsStore, full_every_s: float = FULL_EVERY_S) -> None:
+    def __init__(
+        self,
+        stats: VersionStatsStore,
+        full_every_s: float = FULL_EVERY_S,
+        slice_buckets: int = SLICE_BUCKETS,
+    ) -> None:
         self.stats = stats
         self.full_every_s = full_every_s
+        self.slice_buckets = slice_buckets
         self.reads = 0
         self._read_at = float("inf")  # none yet: the first read is the whole hour
         self._full_at = float("-inf")
@@ -46,7 +53,7 @@ class CountReader:
         end = self.stats.bucket_of(now) + bucket_s
         changed: set[int] = set()
         while end > first:
-            start = max(first, end - SLICE_BUCKETS * bucket_s)
+            start = max(first, end - self.slice_buckets * bucket_s)
             changed |= hour.update(await self.stats.read(start, end), now)
             end = start
         self.reads += 1
