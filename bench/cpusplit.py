@@ -25,9 +25,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import services, wrk
+from bench import references, services, wrk
 from bench.errors import BenchError
-from bench.run import BODIES
+from bench.runconfig import BODIES
 
 _ROW = re.compile(r"^\s*([0-9.]+)%\s+(\S.*?)\s*$")
 
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             services.register_pools(sys.executable, redis_url, production, staging)
             fronts = {
                 "switchyard": services.start_proxy(sup, sys.executable, redis_url, []),
-                "nginx": services.start_nginx(sup, tools.nginx, production, staging, 4096),
+                "nginx": references.start_nginx(sup, tools.nginx, production, staging, 4096),
             }
             pids = {
                 name: with_children(sup.children[i].pid) for i, name in ((-2, "switchyard"), (-1, "nginx"))

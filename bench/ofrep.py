@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import services, wrk
 from bench.errors import BenchError
-from bench.run import BODIES
+from bench.runconfig import BODIES
 from state import KeySpace, StateStore, connect
 from state.flags import parse_variants
 from state.flagstore import FlagStore

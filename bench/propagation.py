@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import services
 from bench.errors import BenchError
-from bench.run import BODIES
+from bench.runconfig import BODIES
 from state import KeySpace, StateStore, connect
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nCookie: sy_bucket=0\r\n\r\n"

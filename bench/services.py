@@ -1,4 +1,5 @@
-"""The processes under test: tools, backends, nginx, HAProxy, redis-server and the proxy.
+"""The processes under test: tools, backends, redis-server and the proxy (nginx and
+HAProxy, the references, are bench/references.py's).
 
 Every process is started through a `Supervisor`, which remembers it and stops it
 by PID (SIGTERM, then SIGKILL after a grace period). Ports are free ports on
@@ -192,7 +193,7 @@ class Service:
         return f"http://{HOST}:{self.port}/"
 
 
-def _start_on_free_port(
+def start_on_free_port(
     sup: Supervisor, name: str, start: Callable[[int], Child], check: Callable[[int], bool], what: str
 ) -> Service:
     last: ChildExited | None = None
@@ -222,137 +223,6 @@ def start_backend(sup: Supervisor, name: str, body: bytes, python: str) -> Servi
     return Service(name, port, child)
 
 
-NGINX_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile {nofile};
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-
-events {{
-    worker_connections {worker_connections};
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-
-    # Per request, like the proxy's cookie-less traffic: 30% to staging.
-    split_clients "${{remote_addr}}${{request_id}}" $pool {{
-        30% staging;
-        *   production;
-    }}
-
-    upstream production {{
-        server {production};
-        keepalive 64;
-    }}
-
-    upstream staging {{
-        server {staging};
-        keepalive 64;
-    }}
-
-    server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://$pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
-
-
-def nginx_conf(
-    prefix: Path, listen_port: int, production_port: int, staging_port: int, max_conns: int
-) -> str:
-    return NGINX_CONF.format(
-        prefix=prefix,
-        listen=f"{HOST}:{listen_port}",
-        production=f"{HOST}:{production_port}",
-        staging=f"{HOST}:{staging_port}",
-        worker_connections=max_conns,
-        nofile=max_conns * 2 + 64,
-    )
-
-
-def start_nginx(
-    sup: Supervisor, nginx: str, production: Service, staging: Service, max_conns: int
-) -> Service:
-    prefix = sup.workdir / "nginx"
-    prefix.mkdir(exist_ok=True)
-    conf = prefix / "nginx.conf"
-
-    def start(port: int) -> Child:
-        conf.write_text(nginx_conf(prefix, port, production.port, staging.port, max_conns))
-        argv = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", str(prefix / "error.log")]
-        return sup.start("nginx", argv, extra_logs=[prefix / "error.log"])
-
-    def check(port: int) -> bool:
-        reply = http_get(port)
-        return reply is not None and reply[0] == 200
-
-    return _start_on_free_port(sup, "nginx", start, check, "nginx")
-
-
-HAPROXY_CONF = """\
-global
-    nbthread 1
-    maxconn {max_conns}
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-
-frontend front
-    bind {listen}
-    # Per request, like the proxy's cookie-less traffic: 30% to staging.
-    use_backend staging if {{ rand(100) lt 30 }}
-    default_backend production
-
-backend production
-    http-reuse always
-    server p1 {production} maxconn {max_conns}
-
-backend staging
-    http-reuse always
-    server s1 {staging} maxconn {max_conns}
-"""
-
-
-def start_haproxy(
-    sup: Supervisor, haproxy: str, production: Service, staging: Service, max_conns: int
-) -> Service:
-    conf = sup.workdir / "haproxy.cfg"
-
-    def start(port: int) -> Child:
-        conf.write_text(
-            HAPROXY_CONF.format(
-                listen=f"{HOST}:{port}",
-                production=f"{HOST}:{production.port}",
-                staging=f"{HOST}:{staging.port}",
-                max_conns=max_conns,
-            )
-        )
-        return sup.start("haproxy", [haproxy, "-db", "-f", str(conf)])
-
-    def check(port: int) -> bool:
-        reply = http_get(port)
-        return reply is not None and reply[0] == 200
-
-    return _start_on_free_port(sup, "haproxy", start, check, "HAProxy")
-
-
 def redis_ping(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=1.0) as s:
@@ -367,7 +237,7 @@ def start_redis(sup: Supervisor, redis_server: str) -> Service:
         argv = [redis_server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
         return sup.start("redis", [*argv, "--dir", str(sup.workdir), "--daemonize", "no"])
 
-    return _start_on_free_port(sup, "redis", start, redis_ping, "redis-server")
+    return start_on_free_port(sup, "redis", start, redis_ping, "redis-server")
 
 
 PROXY_HINT = "the proxy CLI is not usable here; to benchmark without it pass --targets nginx,direct"
@@ -398,7 +268,7 @@ def start_proxy(sup: Supervisor, python: str, redis_url: str, extra_args: Sequen
         reply = http_get(port)
         return reply is not None and reply[0] == 200
 
-    return _start_on_free_port(sup, "proxy", start, check, "the proxy")
+    return start_on_free_port(sup, "proxy", start, check, "the proxy")
 
 
 def start_split(sup: Supervisor, redis_server: str, python: str, bodies: dict[str, bytes]) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import services
 from bench.errors import BenchError
 from bench.ofrep import run_wrk
-from bench.run import BODIES
+from bench.runconfig import BODIES
 
 PLAIN_SCRIPT = 'request = function() return wrk.format("GET", "/") end\n'
 
