@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -30,18 +29,17 @@ from tests.freshos.caches import (
     WHEELS_IN_DROPLET,
     apt_archives,
     ensure_wheels,
-    pip_conf,
 )
+from tests.freshos.firstboot import personalise
+from tests.freshos.pkgproxy import PROXY_PORT, start_package_proxy
 from tests.freshos.reaper import CHILDREN, end_container, is_ours, read_pid, wait_gone
 from tests.freshos.rootfs import ensure_base_root
 
 NETWORK = ipaddress.IPv4Network("10.231.0.0/16")
 MAX_INDEX = NETWORK.num_addresses // 4 - 1
-PROXY_PORT = 3128
 BOOT_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 ROOT_DIR = Path(__file__).resolve().parents[2]
-HOST_CAS = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/usr/local/share/ca-certificates"))
 
 
 class DropletError(RuntimeError):
@@ -157,8 +155,8 @@ def create(
             ",redirect_dir=on",
             str(droplet.merged),
         )
-        _personalise(droplet, public_key.read_text())
-        _start_proxy(droplet)
+        personalise(droplet, public_key.read_text())
+        start_package_proxy(droplet)
         boot(droplet)
     except BaseException:
         destroy(droplet)
@@ -276,69 +274,6 @@ def _network(droplet: Droplet) -> None:
     _ip("-n", ns, "route", "add", "default", "via", droplet.host_ip)
     _ip("addr", "add", f"{droplet.host_ip}/30", "dev", droplet.veth)
     _ip("link", "set", droplet.veth, "up")
-
-
-def _personalise(droplet: Droplet, public_key: str) -> None:
-    """What a cloud's first boot gives a new server: name, identity, host keys, root's key."""
-    root = droplet.merged
-    (root / "etc/hostname").write_text(f"{droplet.name}\n")
-    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {droplet.name}\n::1 localhost\n")
-    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
-    ssh_dir = root / "root/.ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    (ssh_dir / "authorized_keys").write_text(public_key)
-    (ssh_dir / "authorized_keys").chmod(0o600)
-    for old in (root / "etc/ssh").glob("ssh_host_*"):
-        old.unlink()
-    _run("ssh-keygen", "-A", "-f", str(root))
-    host_key = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
-    Path(droplet.known_hosts).write_text(f"{droplet.ip} {' '.join(host_key)}\n")
-    # The test environment's part: packages only through the proxy, HTTPS trusting the host's CAs.
-    (root / "etc/apt/apt.conf.d/80switchyard-test-proxy").write_text(
-        f'Acquire::http::Proxy "{droplet.proxy_url}/";\nAcquire::https::Proxy "{droplet.proxy_url}/";\n'
-    )
-    (root / "etc/environment").write_text(
-        f"http_proxy={droplet.proxy_url}\nhttps_proxy={droplet.proxy_url}\n"
-        f"HTTP_PROXY={droplet.proxy_url}\nHTTPS_PROXY={droplet.proxy_url}\nno_proxy=localhost,127.0.0.1\n"
-    )
-    (root / "etc/pip.conf").write_text(pip_conf())
-    bundle, local = HOST_CAS
-    if bundle.is_file():
-        (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(bundle.read_bytes())
-    for cert in local.glob("*.crt") if local.is_dir() else ():
-        (root / "usr/local/share/ca-certificates" / cert.name).write_bytes(cert.read_bytes())
-
-
-def _start_proxy(droplet: Droplet) -> None:
-    conf = droplet.home / "tinyproxy.conf"
-    conf.write_text(
-        f"Port {PROXY_PORT}\nListen {droplet.host_ip}\nTimeout 600\nMaxClients 50\n"
-        f'Allow {droplet.ip}\nLogLevel Warning\nLogFile "{droplet.home / "tinyproxy.log"}"\n'
-        f'PidFile "{droplet.home / "tinyproxy.pid"}"\nDisableViaHeader Yes\n'
-    )
-    with (droplet.home / "tinyproxy.err").open("ab") as err:
-        proc = subprocess.Popen(
-            ["tinyproxy", "-d", "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
-    CHILDREN[proc.pid] = proc
-    droplet.proxy_pid = proc.pid
-    droplet.save()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection((droplet.host_ip, PROXY_PORT), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                said = (droplet.home / "tinyproxy.err").read_text(errors="replace")
-                raise DropletError(
-                    f"tinyproxy on {droplet.host_ip}:{PROXY_PORT} did not start: {said}"
-                ) from None
-            time.sleep(0.05)
 
 
 def _tail(droplet: Droplet) -> str:
