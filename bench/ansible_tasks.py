@@ -7,9 +7,10 @@ Boots one fresh-OS droplet (root and systemd-nspawn, as tests/freshos does) and 
 `ansible-playbook` against it, over SSH with pipelining as the provisioner does, and
 against this host with `ansible_connection=local`: a playbook of a ping and a mkdir, then
 the same and N tasks of a kind (a command, a `file` on an existing folder, a template
-whose file is already there, a template written anew). The difference over N is the
-cost of one task; the first playbook is the cost of starting one. A benchmark, not a
-test: it asserts nothing but that the playbooks ran.
+whose file is already there, a template written anew); each with Ansible's own linear
+strategy, and over SSH once more with Mitogen's (provisioner/strategy.py) when installed.
+The difference over N is the cost of one task; the first playbook is the cost of
+starting one. A benchmark, not a test: it asserts nothing but that the playbooks ran.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from provisioner.strategy import mitogen_plugins, strategy_env
 from tests.freshos.conftest import Booted
 from tests.freshos.harness import make_key
 from tests.freshos.rootfs import ensure_base_root, unavailable
@@ -47,7 +49,7 @@ def _playbook(kind: str, count: int, where: str) -> str:
     return "- hosts: all\n  gather_facts: false\n  tasks:\n" + body
 
 
-def _run(work: Path, inventory: str, kind: str, count: int) -> float:
+def _run(work: Path, inventory: str, kind: str, count: int, strategy: dict[str, str]) -> float:
     (work / "inventory").write_text(inventory)
     where = str(work / "files") if "ansible_connection=local" in inventory else "/tmp/sy-bench"
     (work / "play.yml").write_text(_playbook(kind, count, where))
@@ -57,6 +59,7 @@ def _run(work: Path, inventory: str, kind: str, count: int) -> float:
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_HOME": str(work / "home"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
+        **strategy,
     }
     started = time.monotonic()
     done = subprocess.run(
@@ -73,13 +76,16 @@ def _run(work: Path, inventory: str, kind: str, count: int) -> float:
     return time.monotonic() - started
 
 
-def _measure(work: Path, inventory: str, count: int, rounds: int) -> dict[str, float]:
+def _measure(
+    work: Path, inventory: str, count: int, rounds: int, strategy: dict[str, str] | None = None
+) -> dict[str, float]:
+    strategy = strategy or {"ANSIBLE_STRATEGY": "linear"}
     found: dict[str, list[float]] = {"start": []}
     for _ in range(rounds):
-        found["start"].append(_run(work, inventory, "command", 0))
+        found["start"].append(_run(work, inventory, "command", 0, strategy))
         for kind in KINDS:
             found.setdefault(kind, []).append(
-                (_run(work, inventory, kind, count) - found["start"][-1]) / count
+                (_run(work, inventory, kind, count, strategy) - found["start"][-1]) / count
             )
     return {k: statistics.median(v) for k, v in found.items()}
 
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 "droplet over SSH": _measure(work, ssh, args.tasks, args.rounds),
                 "this host, local": _measure(work, local, args.tasks, args.rounds),
             }
+            mitogen = strategy_env({}, mitogen_plugins(), {}, fresh_os=False)
+            if mitogen:
+                figures["SSH, Mitogen"] = _measure(work, ssh, args.tasks, args.rounds, mitogen)
         finally:
             booted.close()
     print(f"Ansible's cost, {args.tasks} tasks of each kind, median of {args.rounds} (s)\n")

@@ -27,6 +27,7 @@ from typing import Any
 import ansible_runner
 
 from provisioner.errors import ConfigureError
+from provisioner.strategy import describe, mitogen_plugins, strategy_env
 
 log = logging.getLogger("provisioner.configure")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,6 +66,8 @@ class Configurer:
         self.timeout_s = timeout_s
         self._secret_files = dict(secret_files or {})
         self.artifacts_dir = artifacts_dir
+        self._plugins = mitogen_plugins()
+        log.info("%s", describe(os.environ, self._plugins))
 
     async def run(
         self,
@@ -75,10 +78,12 @@ class Configurer:
         *,
         group: str = "",
         check: bool = False,
+        fresh_os: bool = False,
     ) -> ConfigureResult:
         """Run `playbook` against one host (in inventory group `group`, if given: the site
-        playbooks target their pool's group; `check`: Ansible's --check, changing nothing);
-        ConfigureError names the task that failed."""
+        playbooks target their pool's group; `check`: Ansible's --check, changing nothing;
+        `fresh_os`: its first run on a base image, which gets Ansible's own strategy,
+        provisioner/strategy.py); ConfigureError names the task that failed."""
         if not (self.playbooks_dir / playbook).is_file():
             raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
         cancel = threading.Event()
@@ -92,6 +97,7 @@ class Configurer:
                 group=group,
                 check=check,
                 cancel=cancel,
+                strategy=strategy_env(os.environ, self._plugins, host_vars, fresh_os=fresh_os),
             )
         )
         try:
@@ -117,6 +123,7 @@ class Configurer:
         group: str,
         check: bool,
         cancel: threading.Event,
+        strategy: Mapping[str, str],
     ) -> ConfigureResult:
         started = time.monotonic()
         run_dir = Path(tempfile.mkdtemp(prefix="sy-ansible-"))
@@ -136,6 +143,7 @@ class Configurer:
                 # A fresh droplet has a fresh host key, often on a reused address: remembering
                 # it in ~/.ssh/known_hosts helps nobody and clashes later.
                 "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={run_dir / 'known_hosts'}",
+                **strategy,
             }
             extravars = {**extravars, **_write_secrets(run_dir / "secrets", self._secret_files)}
             if host_vars.get("ansible_connection") == "local":

@@ -219,10 +219,11 @@ class _Builder:
         p = self.provisioner
         playbook, name = PLAYBOOKS[self.pool], self.record.id
         if p.commits is None:
-            await p.configurer.run(playbook, name, host_vars, p.extravars, group=self.pool)
+            await p.configurer.run(playbook, name, host_vars, p.extravars, group=self.pool, fresh_os=True)
             return ""
         async with p.commits.extravars(self.pool) as commit:
-            await p.configurer.run(playbook, name, host_vars, {**commit, **p.extravars}, group=self.pool)
+            extravars = {**commit, **p.extravars}
+            await p.configurer.run(playbook, name, host_vars, extravars, group=self.pool, fresh_os=True)
             return str(commit.get("switchyard_app_sha", ""))
 
     async def _snapshot(self, droplet_id: int, image_name: str) -> int:

@@ -172,9 +172,15 @@ class Provisioner:
         await self.registry.put(run.record)
 
     async def _configure(self, pool: PoolName, name: str, machine: Machine) -> object:
+        fresh = not machine.image  # the base image: a first run on a fresh OS
         if self.commits is None:
             return await self.configurer.run(
-                PLAYBOOKS[pool], name, self.provider.host_vars(machine), self.extravars, group=pool
+                PLAYBOOKS[pool],
+                name,
+                self.provider.host_vars(machine),
+                self.extravars,
+                group=pool,
+                fresh_os=fresh,
             )
         async with self.commits.extravars(pool) as commit:
             return await self.configurer.run(
@@ -183,6 +189,7 @@ class Provisioner:
                 self.provider.host_vars(machine),
                 {**commit, **self.extravars},
                 group=pool,
+                fresh_os=fresh,
             )
 
     async def _health(self, url: str) -> float:
