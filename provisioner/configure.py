@@ -67,7 +67,7 @@ class Configurer:
         self._secret_files = dict(secret_files or {})
         self.artifacts_dir = artifacts_dir
         self._plugins = mitogen_plugins()
-        log.info("%s", describe(os.environ, self._plugins))
+        self._told = False  # which strategy runs is logged once, at the first run
 
     async def run(
         self,
@@ -86,6 +86,9 @@ class Configurer:
         provisioner/strategy.py); ConfigureError names the task that failed."""
         if not (self.playbooks_dir / playbook).is_file():
             raise ConfigureError(f"playbook {self.playbooks_dir / playbook} does not exist")
+        if not self._told:
+            self._told = True
+            log.info("%s", describe(os.environ, self._plugins))
         cancel = threading.Event()
         job = asyncio.ensure_future(
             asyncio.to_thread(
