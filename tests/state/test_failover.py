@@ -100,7 +100,14 @@ async def test_killing_the_master_under_load_loses_no_request_and_writes_resume(
         old = await asyncio.to_thread(sentinel_cluster.kill_master)
         killed_at, killed_wall = time.monotonic(), time.time()
         writes_back_s, refused = await _write_until_it_works(store, 70, 30)
-        assert sentinel_cluster.new_master_ready(old)
+        # The write went to the new master as soon as the Sentinel asked named it; the
+        # other Sentinels may take a moment longer to agree.
+        await eventually(
+            lambda: asyncio.to_thread(sentinel_cluster.new_master_ready, old),
+            10,
+            "every Sentinel to name the new master",
+            interval_s=0.05,
+        )
         version = (await store.read_snapshot()).version
 
         async def every_proxy_routes_it() -> bool:
