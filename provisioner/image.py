@@ -29,7 +29,6 @@ from typing import Any
 
 from provisioner.app import Parts, build, do_api, make_provider
 from provisioner.config import ProvisionerConfig
-from provisioner.configure import PLAYBOOKS
 from provisioner.errors import ConfigError, ProviderError, ProvisionerError
 from provisioner.health import wait_healthy
 from state import DeployStore, KeySpace, ServerRecord, connect, parse_pool
@@ -85,7 +84,7 @@ async def _show(config: ProvisionerConfig, pool: PoolName | None, as_json: bool)
         keys = KeySpace(config.key_prefix)
         shown = [r for r in await ImageStore(client, keys).all() if pool is None or r.pool == pool]
         deploys = DeployStore(client, keys)
-        live = {r.pool: getattr(await deploys.last_good(r.pool), "sha", "") or "" for r in shown}
+        live = {r.pool: await _live_sha(deploys, r.pool) for r in shown}
     finally:
         await client.aclose()
     for r in shown:
@@ -98,6 +97,11 @@ async def _show(config: ProvisionerConfig, pool: PoolName | None, as_json: bool)
     if not shown and not as_json:
         print(f"no prepared image{f' for {pool}' if pool else ''}: new servers start from the base image")
     return 0
+
+
+async def _live_sha(deploys: DeployStore, pool: PoolName) -> str:
+    last = await deploys.last_good(pool)
+    return last.sha if last is not None else ""
 
 
 def freshness(image: ImageRecord, live_sha: str) -> str:
@@ -183,8 +187,12 @@ class _Builder:
             await self._step(
                 "reachable", lambda: self.provider.wait_reachable(machine, self.config.reachable_timeout_s)
             )
+            # Configured as a new server is, the deployed commit included (from the base
+            # image, so as a fresh OS).
+            release = await self._step(
+                "configure", lambda: self.provisioner.configure_new(self.pool, name, machine)
+            )
             host_vars = self.provider.host_vars(machine)
-            release = await self._step("configure", lambda: self._configure(host_vars))
             url = self.provider.backend_url(machine)
             path, health_s = self.provisioner.health_path, self.config.health_timeout_s
             await self._step("health", lambda: wait_healthy(url, path=path, timeout_s=health_s))
@@ -212,19 +220,6 @@ class _Builder:
         steps = " ".join(f"{k}={v:.1f}s" for k, v in self.timings.items())
         log.info("image %s (%s) of pool %s built from %s: %s", image_id, image_name, self.pool, name, steps)
         return {"result": "built", "image_id": image_id, "name": image_name, "steps": steps}
-
-    async def _configure(self, host_vars: Any) -> str:
-        """Configure as a new server is; the release configured (the deployed commit, or the
-        version of the playbook's own source tree)."""
-        p = self.provisioner
-        playbook, name = PLAYBOOKS[self.pool], self.record.id
-        if p.commits is None:
-            await p.configurer.run(playbook, name, host_vars, p.extravars, group=self.pool, fresh_os=True)
-            return ""
-        async with p.commits.extravars(self.pool) as commit:
-            extravars = {**commit, **p.extravars}
-            await p.configurer.run(playbook, name, host_vars, extravars, group=self.pool, fresh_os=True)
-            return str(commit.get("switchyard_app_sha", ""))
 
     async def _snapshot(self, droplet_id: int, image_name: str) -> int:
         action = await asyncio.to_thread(self.api.snapshot, droplet_id, image_name)

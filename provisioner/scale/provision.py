@@ -10,6 +10,7 @@ with the step's name in the audit log. Out: drain, destroy, forget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -164,33 +165,29 @@ class Provisioner:
         run.machine = machine
         await self._save(run, address=machine.address, url=p.backend_url(machine))
         await self._step(run, "reachable", lambda: p.wait_reachable(machine, d.reachable_s))
-        await self._step(run, "configure", lambda: self._configure(pool, name, machine))
+        await self._step(run, "configure", lambda: self.configure_new(pool, name, machine))
         url = run.record.url
         await self._step(run, "health", lambda: self._health(url))
         await self._step(run, "register", lambda: self.store.add_backend(pool, url))
         run.record = run.record.evolve(state="active", step="", timings=dict(run.timings))
         await self.registry.put(run.record)
 
-    async def _configure(self, pool: PoolName, name: str, machine: Machine) -> object:
-        fresh = not machine.image  # the base image: a first run on a fresh OS
-        if self.commits is None:
-            return await self.configurer.run(
-                PLAYBOOKS[pool],
-                name,
-                self.provider.host_vars(machine),
-                self.extravars,
-                group=pool,
-                fresh_os=fresh,
-            )
-        async with self.commits.extravars(pool) as commit:
-            return await self.configurer.run(
+    async def configure_new(self, pool: PoolName, name: str, machine: Machine) -> str:
+        """Run the pool's playbook on a new server, with the commit last deployed to the
+        pool if there is one (else the app's source tree); returns that commit, or ""."""
+        commits: AbstractAsyncContextManager[dict[str, object]] = (
+            contextlib.nullcontext({}) if self.commits is None else self.commits.extravars(pool)
+        )
+        async with commits as commit:
+            await self.configurer.run(
                 PLAYBOOKS[pool],
                 name,
                 self.provider.host_vars(machine),
                 {**commit, **self.extravars},
                 group=pool,
-                fresh_os=fresh,
+                fresh_os=not machine.image,  # the base image: a first run on a fresh OS
             )
+            return str(commit.get("switchyard_app_sha", ""))
 
     async def _health(self, url: str) -> float:
         return await wait_healthy(url, path=self.health_path, timeout_s=self.deadlines.health_s)
