@@ -32,7 +32,7 @@ from state.images import ImageStore
 from tests.freshos.conftest import TOKEN, Booted
 from tests.freshos.harness import make_key
 from tests.freshos.rootfs import ensure_base_root, unavailable
-from tests.freshos.scaleup import World, world
+from tests.freshos.scaleup import World, outcomes, world
 from tests.provisioner.fake_do import FakeDigitalOcean
 
 BOOT = ("create", "active", "reachable")
@@ -61,10 +61,11 @@ async def _up(w: World, how: str) -> Run:
         raise SystemExit(f"provisioner up ({how}) failed ({code}):\n{out}\n{err[-4000:]}")
     server_id = out.strip().split("\t")[0]
     timings = dict((await w.record(server_id)).timings)
-    tasks = w.last_run_tasks()
+    done = w.last_run()  # the run's artifacts, read once
+    tasks = outcomes(done)
     ran = sum(1 for v in tasks.values() if v in ("ok", "changed"))
     files: dict[str, float] = {}
-    for task in w.last_run():
+    for task in done:
         files[task.file] = files.get(task.file, 0.0) + task.duration_s
     return Run(
         how=how,
@@ -76,7 +77,7 @@ async def _up(w: World, how: str) -> Run:
         tasks_ran=ran,
         tasks_skipped=sum(1 for v in tasks.values() if v == "skipped"),
         files_s=files,
-        tasks=[(t.name, t.file, t.outcome, t.duration_s) for t in w.last_run()],
+        tasks=[(t.name, t.file, t.outcome, t.duration_s) for t in done],
     )
 
 

@@ -1,10 +1,10 @@
 """Which Ansible strategy a provisioner run uses: Mitogen's where it is measured to work.
 
 Ansible's own linear strategy sends every task as a module over a fresh SSH exec and a
-fresh remote interpreter: `python -m bench.ansible_tasks` measures 0.2-0.6 s a task on a
+fresh remote interpreter: `python -m bench.ansible_tasks` measures 0.28-0.66 s a task on a
 fresh-OS droplet with pipelining, which is most of a scale-up from an image. Mitogen for
 Ansible (`ansible_mitogen`, in requirements.txt) keeps one interpreter per host over one
-connection and runs the modules in it: 0.04-0.09 s a task there. It is a strategy
+connection and runs the modules in it: 0.02-0.07 s a task there. It is a strategy
 plugin: the playbooks do not change.
 
 Where it runs: over SSH, on a host that has been set up before (a server made from a
@@ -18,11 +18,9 @@ not support (the task fails). Not over `ansible_connection=local` (the local ser
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-log = logging.getLogger("provisioner.configure")
 MITOGEN = "mitogen_linear"
 
 

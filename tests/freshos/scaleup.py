@@ -94,11 +94,16 @@ class World:
 
     def last_run_tasks(self) -> dict[str, str]:
         """Task name -> its outcome (ok, changed, skipped, failed) in the newest Ansible run."""
-        outcomes: dict[str, str] = {}
-        for task in self.last_run():
-            if task.outcome in ("ok", "changed") or task.name not in outcomes:
-                outcomes[task.name] = task.outcome
-        return outcomes
+        return outcomes(self.last_run())
+
+
+def outcomes(tasks: list[TaskRun]) -> dict[str, str]:
+    """Task name -> its outcome; a task run in one loop item and skipped in another ran."""
+    found: dict[str, str] = {}
+    for task in tasks:
+        if task.outcome in ("ok", "changed") or task.name not in found:
+            found[task.name] = task.outcome
+    return found
 
 
 @asynccontextmanager
