@@ -27,6 +27,7 @@ from provisioner.health import wait_healthy
 from provisioner.notify import Notifier
 from provisioner.scale.orphans import Orphan, judge
 from provisioner.scale.provider import Machine, Provider
+from provisioner.scale.serving import configure_and_serve
 from state import ServerRecord, ServerRegistry, StateStore
 from state.model import PoolName
 
@@ -116,22 +117,14 @@ class Provisioner:
         try:
             await self._steps(run, pool)
         except asyncio.CancelledError:
-            await finish(self._clean_up(run.record, run.machine, "stopped while provisioning", failed=True))
+            await self._undo(run, "stopped while provisioning")
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             log.error("server %s: step %s failed: %s", run.record.id, run.record.step, error)
-            cleaned = await finish(self._clean_up(run.record, run.machine, error, failed=True))
-            await self.notifier.notify(
-                "server.failed",
-                {
-                    "server": run.record.id,
-                    "pool": pool,
-                    "step": run.record.step,
-                    "error": error,
-                    "cleaned": cleaned,
-                },
-            )
+            cleaned = await self._undo(run, error)
+            failed = {"server": run.record.id, "step": run.record.step, "error": error, "cleaned": cleaned}
+            await self.notifier.notify("server.failed", {**failed, "pool": pool})
             raise StepFailed(run.record.id, run.record.step, exc, cleaned=cleaned) from exc
         total = time.time() - now
         log.info(
@@ -165,10 +158,17 @@ class Provisioner:
         run.machine = machine
         await self._save(run, address=machine.address, url=p.backend_url(machine))
         await self._step(run, "reachable", lambda: p.wait_reachable(machine, d.reachable_s))
-        await self._step(run, "configure", lambda: self.configure_new(pool, name, machine))
         url = run.record.url
-        await self._step(run, "health", lambda: self._health(url))
-        await self._step(run, "register", lambda: self.store.add_backend(pool, url))
+        # In the pool at its first healthy answer, its run going on (scale/serving.py).
+        await configure_and_serve(
+            self.configure_new(pool, name, machine),
+            lambda timeout_s: self._health(url, timeout_s),
+            lambda: self.store.add_backend(pool, url),
+            lambda step: self._save(run, step=step),
+            run.timings,
+            health_s=d.health_s,
+            run_s=self.configurer.timeout_s,
+        )
         run.record = run.record.evolve(state="active", step="", timings=dict(run.timings))
         await self.registry.put(run.record)
 
@@ -189,8 +189,8 @@ class Provisioner:
             )
             return str(commit.get("switchyard_app_sha", ""))
 
-    async def _health(self, url: str) -> float:
-        return await wait_healthy(url, path=self.health_path, timeout_s=self.deadlines.health_s)
+    async def _health(self, url: str, timeout_s: float) -> float:
+        return await wait_healthy(url, path=self.health_path, timeout_s=timeout_s, interval_s=0.1)
 
     async def _step(self, run: _Run, step: str, work: Callable[[], Awaitable[T]]) -> T:
         await self._save(run, step=step)
@@ -203,13 +203,20 @@ class Provisioner:
         run.record = run.record.evolve(**changes)
         await self.registry.put(run.record)
 
+    async def _undo(self, run: _Run, why: str) -> bool:
+        # Drained first if it served: scale/serving.py notes "register" once it is in its pool.
+        served = "register" in run.timings
+        return await finish(self._clean_up(run.record, run.machine, why, failed=True, served=served))
+
     async def _clean_up(
-        self, record: ServerRecord, machine: Machine | None, why: str, *, failed: bool
+        self, record: ServerRecord, machine: Machine | None, why: str, *, failed: bool, served: bool = False
     ) -> bool:
-        """Undo a server: out of the pool, destroyed, forgotten. False (and the record
-        marked cleanup_failed for the next worker) if any of that failed."""
+        """Undo a server: out of the pool (drained, if it `served`), destroyed, forgotten.
+        False (and the record marked cleanup_failed for the next worker) if any of that failed."""
         try:
-            if record.url:
+            if record.url and served:
+                await drain(self.store, record.pool, record.url, timeout_s=self.deadlines.drain_s)
+            elif record.url:
                 await self.store.remove_backend(record.pool, record.url)
             await self.provider.destroy(record.id, machine.ref if machine else record.ref)
             outcome = {"failed_step": record.step, "error": why[:500]} if failed else {"removed": why[:500]}
