@@ -190,7 +190,7 @@ class Provisioner:
             return str(commit.get("switchyard_app_sha", ""))
 
     async def _health(self, url: str, timeout_s: float) -> float:
-        return await wait_healthy(url, path=self.health_path, timeout_s=timeout_s, interval_s=0.1)
+        return await wait_healthy(url, path=self.health_path, timeout_s=timeout_s, interval_s=0.05)
 
     async def _step(self, run: _Run, step: str, work: Callable[[], Awaitable[T]]) -> T:
         await self._save(run, step=step)
