@@ -123,8 +123,8 @@ class Provisioner:
             error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             log.error("server %s: step %s failed: %s", run.record.id, run.record.step, error)
             cleaned = await self._undo(run, error)
-            failed = {"server": run.record.id, "step": run.record.step, "error": error, "cleaned": cleaned}
-            await self.notifier.notify("server.failed", {**failed, "pool": pool})
+            event = dict(server=run.record.id, pool=pool, step=run.record.step, error=error, cleaned=cleaned)
+            await self.notifier.notify("server.failed", event)
             raise StepFailed(run.record.id, run.record.step, exc, cleaned=cleaned) from exc
         total = time.time() - now
         log.info(
