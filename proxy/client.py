@@ -11,10 +11,11 @@ from typing import cast
 import httptools
 
 from proxy.context import ProxyContext
-from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, RequestTimeout, VersionNotSupported
+from proxy.errors import BadRequest, HeaderTooLarge, ProxyError, VersionNotSupported
 from proxy.exchange import Exchange
 from proxy.flagheader import variant_pairs
 from proxy.request import RequestSide
+from proxy.timeouts import TimeoutSide
 from proxy.tunnelside import TunnelSide
 from proxy.upstream import UpstreamConnection
 
@@ -23,7 +24,7 @@ NOT_PAUSED: frozenset[str] = frozenset()
 log = logging.getLogger("proxy")
 
 
-class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
+class ClientConnection(RequestSide, TunnelSide, TimeoutSide, asyncio.Protocol):
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
@@ -39,7 +40,7 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
         # A head accepted in this read: started once httptools has judged the whole
         # read, so a head it rejects at its end (a bad Transfer-Encoding) never leaves.
         self.starting: Exchange | None = None
-        self.closing = False  # we closed it: nothing more it sends is read
+        self.closing = False  # we are ending it: nothing more it sends is parsed
         self.feeding = False  # inside the parser's feed_data: it must not be let go
         self.current: Exchange | None = None  # being answered
         # Pipelined requests waiting their turn: reading pauses once one waits, so this
@@ -191,10 +192,8 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
             self.resume("upstream")
             self.resume("buffer")
         if not ex.keep_alive or self.ctx.draining:
-            self.closing = True
-            self.queue.clear()
-            if self.transport is not None and not self.closed:
-                self.transport.close()
+            # Pipelined requests left unanswered, or part of one read: the client has sent more.
+            self.end(linger=bool(self.queue) or self.receiving is not None or self.in_head)
             return
         if self.queue:
             nxt = self.queue.pop(0)
@@ -219,10 +218,26 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
         if ex is self.current:
             self._release(ex)
             self.current = None
-            self.queue.clear()
-            self.closing = True
-            if self.transport is not None and not self.closed:
-                self.transport.close()
+            self.end(linger=True)  # answered before its body arrived: the client may still send it
+
+    def end(self, linger: bool) -> None:
+        """Close after the answer. With `linger`, the client may still be sending: the write
+        side is shut and what arrives is read and dropped until the client closes, at most
+        `lingering_timeout_s`. A socket closed with unread bytes sends a reset, and a reset
+        can erase the answer before the client has read it (RFC 9112 9.6, nginx's lingering
+        close)."""
+        self.closing = True
+        self.queue.clear()
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if not linger or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.idle_since = -1.0  # the sweep's clock for the linger
+        self.paused = NOT_PAUSED
+        transport.resume_reading()
 
     def close_if_idle(self) -> bool:
         if self.current is None and self.receiving is None and self.transport is not None:
@@ -251,44 +266,3 @@ class ClientConnection(RequestSide, TunnelSide, asyncio.Protocol):
         if ex.backend is not None:
             self.ctx.balancer.release(ex.backend)
             ex.backend = None
-
-    def sweep(self, now: float) -> None:
-        """Enforce the timeouts; called a few times a second for every connection,
-        which is far cheaper than a timer armed and cancelled per request."""
-        current = self.current
-        limits = self.ctx.limits
-        tunnel = self.tunnel
-        if tunnel is not None:
-            self.sweep_tunnel(tunnel, now, limits)
-            return
-        if current is None:
-            # Timestamps are taken here, a few times a second, rather than on every
-            # request: the limits are then up to one sweep interval late, and the
-            # data path makes no clock call for them.
-            started = self.head_started
-            if started is not None:
-                if started < 0:
-                    self.head_started = now
-                elif now - started > limits.header_timeout_s:
-                    self._protocol_error(RequestTimeout("the request head did not arrive in time"))
-            elif self.idle_since < 0:
-                self.idle_since = now
-            elif now - self.idle_since > limits.keepalive_timeout_s and self.transport is not None:
-                self.transport.close()
-        elif not current.request_done:
-            if current.response_started:
-                return
-            # The client is still sending its body: its silence is its own (408),
-            # never the backend's (the response timer starts when the body is done).
-            seen = (current, current.received)
-            if self.body_seen != seen:
-                self.body_seen, self.idle_since = seen, now
-            elif now - self.idle_since > limits.read_timeout_s:
-                self._protocol_error(RequestTimeout("the request body stalled"))
-        elif (
-            current.head_sent
-            and not current.response_started
-            and current.upstream is not None
-            and now - current.sent_at > limits.read_timeout_s
-        ):
-            current.first_byte_timeout()

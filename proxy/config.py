@@ -72,6 +72,9 @@ class ProxyConfig:
     read_timeout_s: float = 60.0
     keepalive_timeout_s: float = 75.0
     header_timeout_s: float = 10.0
+    # After an answer that ends the connection while the client may still be sending
+    # (a refused head, a body answered before it arrived): how long to read and drop.
+    lingering_timeout_s: float = 2.0
     shutdown_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
     # A backend's response head above this is a 502, and its connection is closed.

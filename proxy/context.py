@@ -74,6 +74,7 @@ class Limits:
     allow_override: bool = _DEFAULT.canary_override
     bucket_cookie_max_age_s: int = _DEFAULT.bucket_cookie_max_age_s
     header_timeout_s: float = _DEFAULT.header_timeout_s
+    lingering_timeout_s: float = _DEFAULT.lingering_timeout_s
     max_header_bytes: int = _DEFAULT.max_header_bytes
     max_response_header_bytes: int = _DEFAULT.max_response_header_bytes
     tunnel_idle_timeout_s: float = _DEFAULT.tunnel_idle_timeout_s
@@ -183,6 +184,7 @@ class ProxyContext:
             limits.read_timeout_s / 4,
             limits.keepalive_timeout_s / 4,
             limits.header_timeout_s / 4,
+            limits.lingering_timeout_s / 4,
             limits.tunnel_idle_timeout_s / 4,
         )
         loop = asyncio.get_running_loop()

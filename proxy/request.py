@@ -47,6 +47,7 @@ class Parsing(ClientSide, Protocol):
     def transport(self) -> asyncio.Transport | None: ...
     @property
     def queue(self) -> list[Exchange]: ...
+    def end(self, linger: bool) -> None: ...
 
     url_parts: list[bytes]
     receiving: Exchange | None
@@ -183,9 +184,7 @@ class RequestSide:
             return
         if current is None or current.response_done:
             self.write(simple_response(exc.status, exc.body(), close=True, extra=exc.extra))
-            self.closing = True
-            if self.transport is not None:
-                self.transport.close()
+            self.end(linger=True)  # what the client sends after a head we refused is unread
         else:
             current.keep_alive = False
             self.queue.clear()
