@@ -157,7 +157,8 @@ class ClientConnection(RequestSide, TunnelSide, TimeoutSide, asyncio.Protocol):
     # ---- used by exchanges --------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        # Nothing once it ends: after `end`'s write_eof a transport refuses writes.
+        if not self.closing and self.transport is not None and not self.closed:
             self.transport.write(data)
 
     def abort(self) -> None:

@@ -27,18 +27,25 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 class FakeTransport:
     """Enough of asyncio.Transport to watch a protocol: what it wrote, whether it
-    closed or aborted, and whether reading is paused."""
+    closed, aborted or shut its write side (`ended`: either), and whether reading is paused."""
 
     def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 40000)) -> None:
         self.buffer = bytearray()
         self.late: list[bytes] = []  # written after close, which a real transport drops
         self.closed = False
         self.aborted = False
+        self.eof = False  # write_eof: the write side is shut, the connection lingers
         self.reading = True
         self.pauses = 0
         self._peer = peer
 
+    @property
+    def ended(self) -> bool:
+        """Nothing more reaches the client: closed, or its write side shut."""
+        return self.closed or self.eof
+
     def write(self, data: bytes) -> None:
+        assert not self.eof, "written after write_eof, which a real transport refuses (RuntimeError)"
         if self.closed:
             self.late.append(data)
             return
@@ -59,6 +66,12 @@ class FakeTransport:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
 
     def close(self) -> None:
         self.closed = True

@@ -30,7 +30,7 @@ async def test_keep_alive_serves_requests_one_after_another_on_one_upstream() ->
         wire.respond(answer(b"r%d" % n))
     assert [r.body for r in wire.responses()] == [b"r0", b"r1", b"r2"]
     assert all(r.header(b"connection") is None for r in wire.responses())
-    assert not wire.transport.closed
+    assert not wire.transport.ended
     assert len(wire.pool.opened) == 1  # the upstream went back to the pool each time
     assert wire.upstream().used == 3
 
@@ -38,12 +38,12 @@ async def test_keep_alive_serves_requests_one_after_another_on_one_upstream() ->
 async def test_connection_close_ends_the_connection_after_the_answer() -> None:
     wire = Wire()
     wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-    assert not wire.transport.closed
+    assert not wire.transport.ended
     wire.respond(OK)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (200, b"close")
     # Closed after the write, not cut.
-    assert (wire.transport.closed, wire.transport.aborted) == (True, False)
+    assert (wire.transport.ended, wire.transport.aborted) == (True, False)
 
 
 async def test_pipelined_requests_are_forwarded_one_at_a_time_and_answered_in_order() -> None:
@@ -55,7 +55,7 @@ async def test_pipelined_requests_are_forwarded_one_at_a_time_and_answered_in_or
         assert wire.pool.sent().count(b"GET /") == n + 1
         wire.respond(answer(b"r%d" % n))
     assert [r.body for r in wire.responses()] == [b"r0", b"r1", b"r2"]
-    assert (wire.transport.reading, wire.transport.closed) == (True, False)
+    assert (wire.transport.reading, wire.transport.ended) == (True, False)
 
 
 async def test_a_malformed_request_pipelined_behind_a_good_one_ends_the_connection() -> None:
@@ -67,7 +67,7 @@ async def test_a_malformed_request_pipelined_behind_a_good_one_ends_the_connecti
     wire.respond(OK)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (200, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert b"/bad" not in wire.pool.sent()
 
 
@@ -80,7 +80,7 @@ async def test_http_1_0_closes_after_the_answer_by_default() -> None:
     wire.respond(answer(b"x" * 5))
     (r,) = wire.responses()
     assert (r.minor, r.status, r.body, r.header(b"connection")) == (0, 200, b"xxxxx", b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
 
 
 async def test_http_1_0_keep_alive_is_honoured() -> None:
@@ -90,7 +90,7 @@ async def test_http_1_0_keep_alive_is_honoured() -> None:
         wire.respond(OK)
     rs = wire.responses()
     assert [(r.minor, r.header(b"connection")) for r in rs] == [(0, b"keep-alive")] * 2
-    assert not wire.transport.closed
+    assert not wire.transport.ended
 
 
 async def test_http_1_0_gets_a_chunked_response_delimited_by_close() -> None:
@@ -99,7 +99,7 @@ async def test_http_1_0_gets_a_chunked_response_delimited_by_close() -> None:
     wire.respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
     out = bytes(wire.transport.buffer)
     assert b"chunked" not in out.lower() and out.endswith(b"\r\n\r\nabc")
-    assert wire.transport.closed  # a 1.0 client cannot read chunks: the close ends the body
+    assert wire.transport.ended  # a 1.0 client cannot read chunks: the close ends the body
 
 
 async def test_expect_100_continue_relays_the_interim_answer() -> None:
@@ -112,7 +112,7 @@ async def test_expect_100_continue_relays_the_interim_answer() -> None:
     assert wire.pool.sent().endswith(b"\r\n\r\nhello")
     wire.respond(OK)
     assert bytes(wire.transport.buffer).endswith(b"\r\n\r\nok")
-    assert not wire.transport.closed
+    assert not wire.transport.ended
 
 
 async def test_a_refused_expectation_is_relayed_and_the_body_never_read() -> None:
@@ -122,7 +122,7 @@ async def test_a_refused_expectation_is_relayed_and_the_body_never_read() -> Non
     (r,) = wire.responses()
     assert (r.status, r.body, r.header(b"connection")) == (417, b"nope", b"close")
     # The body was never waited for: the connection ends rather than read it.
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert transport_of(wire.upstream()).closed  # it waits for a body that never comes
 
 
@@ -137,7 +137,7 @@ async def test_a_refusal_by_the_proxy_keeps_a_bodiless_connection_alive() -> Non
     wire.respond(OK)
     assert [r.status for r in wire.responses()] == [FlagBlocked.status, 200]
     assert wire.pool.sent().startswith(b"GET /open ")
-    assert not wire.transport.closed
+    assert not wire.transport.ended
 
 
 async def test_nothing_pipelined_behind_a_refused_body_is_forwarded() -> None:
@@ -148,7 +148,7 @@ async def test_nothing_pipelined_behind_a_refused_body_is_forwarded() -> None:
     )
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (FlagBlocked.status, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert wire.pool.sent() == b""
 
 
@@ -158,7 +158,7 @@ async def test_a_failed_upstream_answer_before_the_body_ends_the_connection() ->
     wire.respond(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (503, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert transport_of(wire.upstream()).closed  # it carries half a request: never reused
 
 
@@ -190,5 +190,5 @@ async def test_a_stalled_body_is_the_clients_408_not_the_backends() -> None:
     client.sweep(1060.0)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (408, b"close")
-    assert wire.transport.closed and transport_of(wire.upstream()).aborted
+    assert wire.transport.ended and transport_of(wire.upstream()).aborted
     assert wire.ctx.outliers.health == {}  # nothing counted against the backend

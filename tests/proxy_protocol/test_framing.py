@@ -16,7 +16,7 @@ def refused(wire: Wire, status: int, code: bytes) -> None:
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (status, b"close")
     assert code in r.body
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert wire.pool.sent() == b""
 
 
@@ -37,7 +37,7 @@ async def test_a_header_that_never_ends_is_431() -> None:
     wire = Wire(LIMITS)
     wire.send(b"GET / HTTP/1.1\r\nX-Endless: ")
     for _ in range(3):
-        if wire.transport.closed:
+        if wire.transport.ended:
             break
         wire.send(b"a" * 1000)
     refused(wire, 431, b"request_header_fields_too_large")
@@ -66,7 +66,7 @@ async def test_a_chunked_body_growing_over_the_limit_is_413_and_the_upstream_cut
     wire.send(piece)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (413, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
     # The upstream holds half a request: it cannot be reused.
     assert transport_of(wire.upstream()).aborted
     assert wire.pool.idle.get("http://127.0.0.1:9", []) == []
@@ -120,7 +120,7 @@ async def test_a_bad_chunk_size_is_400_and_the_upstream_cut() -> None:
     wire.send(b"zz\r\n")
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (400, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert transport_of(wire.upstream()).aborted
 
 
@@ -140,7 +140,7 @@ async def test_a_chunked_body_is_forwarded_rechunked() -> None:
     assert sent.endswith(b"\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
     wire.respond(OK)
     assert [r.status for r in wire.responses()] == [200]
-    assert not wire.transport.closed
+    assert not wire.transport.ended
 
 
 async def test_chunked_trailers_never_reach_the_forwarded_head() -> None:
@@ -154,3 +154,27 @@ async def test_chunked_trailers_never_reach_the_forwarded_head() -> None:
     await until(lambda: wire.pool.sent().endswith(b"0\r\n\r\n"))
     head = wire.pool.sent().partition(b"\r\n\r\n")[0]
     assert b"X-Trailer" not in head
+
+
+async def test_after_a_refused_head_the_connection_lingers_reading_and_dropping() -> None:
+    """RFC 9112 9.6: the write side is shut after the answer, and what the client goes
+    on sending is read (a close with unread bytes would reset) but never parsed."""
+    wire = Wire(Limits(max_header_bytes=1024, lingering_timeout_s=2.0))
+    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 1100 + b"\r\n\r\n")
+    refused(wire, 431, b"request_header_fields_too_large")
+    assert (wire.transport.eof, wire.transport.closed, wire.transport.reading) == (True, False, True)
+    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 3)  # dropped: no answer, nothing upstream
+    assert len(wire.responses()) == 1 and wire.pool.sent() == b""
+    client = wire.client
+    client.sweep(1000.0)
+    client.sweep(1001.9)
+    assert not wire.transport.closed
+    client.sweep(1002.1)  # the linger's bound: a client that never closes is closed
+    assert wire.transport.closed
+
+
+async def test_a_lingering_connection_closes_when_the_client_does() -> None:
+    wire = Wire(LIMITS)
+    wire.send(b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 1100 + b"\r\n\r\n")
+    assert wire.transport.eof
+    assert not wire.client.eof_received()  # falsy: the transport closes itself

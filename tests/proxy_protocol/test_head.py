@@ -15,7 +15,7 @@ def refused(wire: Wire, status: int, code: bytes) -> None:
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (status, b"close")
     assert code in r.body
-    assert wire.transport.closed
+    assert wire.transport.ended
     assert wire.pool.sent() == b""
 
 
@@ -145,7 +145,7 @@ async def test_chunked_from_http_1_0_closes_after_the_response() -> None:
     wire.respond(OK)
     (r,) = wire.responses()
     assert (r.status, r.header(b"connection")) == (200, b"close")
-    assert wire.transport.closed
+    assert wire.transport.ended
 
 
 class FailingState:
@@ -168,7 +168,7 @@ async def test_an_unforeseen_error_answers_a_pipelined_request_and_ends_the_conn
     wire.respond(OK)
     statuses = [(r.status, r.header(b"connection")) for r in wire.responses()]
     assert statuses == [(200, None), (500, b"close")]
-    assert wire.transport.closed
+    assert wire.transport.ended
 
 
 async def test_a_superscript_bucket_pipelined_is_answered() -> None:

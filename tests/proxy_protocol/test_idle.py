@@ -21,7 +21,7 @@ async def test_an_idle_connection_drops_its_parser_and_the_next_request_is_serve
     wire.send(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
     wire.respond(answer(b"two"))
     assert [r.body for r in wire.responses()] == [b"one", b"two"]
-    assert not wire.transport.closed
+    assert not wire.transport.ended
 
 
 async def test_a_pipelined_request_keeps_the_parser_through_the_first_answer() -> None:

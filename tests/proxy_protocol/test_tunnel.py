@@ -10,7 +10,7 @@ SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x
 
 
 def closed(wire: Wire) -> bool:
-    return wire.transport.closed
+    return wire.transport.ended
 
 
 def tunnel(timeout_s: float) -> Wire:
