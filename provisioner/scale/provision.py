@@ -122,9 +122,10 @@ class Provisioner:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             log.error("server %s: step %s failed: %s", run.record.id, run.record.step, error)
+            served = "register" in run.timings  # in its pool before it failed: drained, not cut off
             cleaned = await self._undo(run, error)
             event = dict(server=run.record.id, pool=pool, step=run.record.step, error=error, cleaned=cleaned)
-            await self.notifier.notify("server.failed", event)
+            await self.notifier.notify("server.failed", {**event, "served": served})
             raise StepFailed(run.record.id, run.record.step, exc, cleaned=cleaned) from exc
         total = time.time() - now
         log.info(

@@ -175,6 +175,8 @@ async def test_each_failed_step_is_cleaned_up(  # noqa: PLR0917  (fixtures)
     await assert_nothing_left(parts)
     (last,) = [e for e in await parts.store.audit_log(5) if e.what == f"server:{failed.value.server_id}"][:1]
     assert isinstance(last.after, dict) and last.after["failed_step"] == step
+    [notice] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("server.failed ")]
+    assert f"step={step}" in notice and "served=False" in notice, notice  # never in its pool
     assert TOKEN not in caplog.text
 
 

@@ -7,6 +7,7 @@ before the run ends, no test here passes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -93,8 +94,9 @@ async def test_a_new_server_serves_while_its_run_goes_on(make_parts: PartsFactor
 
 
 async def test_a_run_failing_after_the_server_served_takes_it_out(
-    make_parts: PartsFactory, tmp_path: Path
+    make_parts: PartsFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     parts = await make_parts()
     parts.provisioner.configurer.playbooks_dir, seen = held_playbooks(
         tmp_path, "    - ansible.builtin.fail: {msg: the run failed after the server served}\n"
@@ -111,6 +113,9 @@ async def test_a_run_failing_after_the_server_served_takes_it_out(
     assert list((tmp_path / "servers").iterdir()) == []  # destroyed: its app stopped, its folder gone
     [last] = [e for e in await parts.store.audit_log(10) if e.what == f"server:{failed.value.server_id}"][:1]
     assert isinstance(last.after, dict) and last.after["failed_step"] == "configure"
+    # The notice says it had served (and was drained), which a failed step alone does not.
+    [notice] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("server.failed ")]
+    assert "served=True" in notice and "step=configure" in notice, notice
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.get(url + "/health")
