@@ -51,6 +51,11 @@ class _Run:
     machine: Machine | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def served(self) -> bool:
+        """In its pool before it failed (scale/serving.py notes "register"): drained, not cut off."""
+        return "register" in self.timings
+
 
 class Commits(Protocol):
     """The commit a new server of `pool` gets, as the app role's variables (empty: none).
@@ -122,10 +127,9 @@ class Provisioner:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             log.error("server %s: step %s failed: %s", run.record.id, run.record.step, error)
-            served = "register" in run.timings  # in its pool before it failed: drained, not cut off
             cleaned = await self._undo(run, error)
             event = dict(server=run.record.id, pool=pool, step=run.record.step, error=error, cleaned=cleaned)
-            await self.notifier.notify("server.failed", {**event, "served": served})
+            await self.notifier.notify("server.failed", {**event, "served": run.served})
             raise StepFailed(run.record.id, run.record.step, exc, cleaned=cleaned) from exc
         total = time.time() - now
         log.info(
@@ -205,9 +209,7 @@ class Provisioner:
         await self.registry.put(run.record)
 
     async def _undo(self, run: _Run, why: str) -> bool:
-        # Drained first if it served: scale/serving.py notes "register" once it is in its pool.
-        served = "register" in run.timings
-        return await finish(self._clean_up(run.record, run.machine, why, failed=True, served=served))
+        return await finish(self._clean_up(run.record, run.machine, why, failed=True, served=run.served))
 
     async def _clean_up(
         self, record: ServerRecord, machine: Machine | None, why: str, *, failed: bool, served: bool = False

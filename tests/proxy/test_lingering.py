@@ -13,7 +13,7 @@ import pytest
 from proxy.app import ProxyApp
 from state import StateStore
 from tests.support.proxy import proxy_config
-from tests.support.rawhttp import RawBackend
+from tests.support.rawhttp import RawBackend, read_response
 
 MAX_BODY = 10_000
 LINGER_S = 0.5
@@ -46,16 +46,6 @@ async def proxy(store: StateStore, redis_url: str) -> AsyncIterator[ProxyApp]:
     await backend.stop()
 
 
-async def read_answer(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    return head + await reader.readexactly(length)
-
-
 @pytest.mark.parametrize("sent, status", REFUSED.values(), ids=REFUSED.keys())
 async def test_the_answer_arrives_whole_and_the_connection_ends_with_no_reset(
     proxy: ProxyApp, sent: bytes, status: bytes
@@ -63,7 +53,7 @@ async def test_the_answer_arrives_whole_and_the_connection_ends_with_no_reset(
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(sent + TRAILING)
     try:
-        answer = await asyncio.wait_for(read_answer(reader), 5)
+        answer = await asyncio.wait_for(read_response(reader), 5)
         rest = await asyncio.wait_for(reader.read(), 5)
     except ConnectionResetError:
         pytest.fail("the proxy reset the connection: its answer may never have been read")
@@ -76,7 +66,7 @@ async def test_the_answer_arrives_whole_and_the_connection_ends_with_no_reset(
 async def test_a_client_that_never_stops_sending_is_cut_off_after_the_linger(proxy: ProxyApp) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(REFUSED["head over the limit (431)"][0])
-    answer = await asyncio.wait_for(read_answer(reader), 5)
+    answer = await asyncio.wait_for(read_response(reader), 5)
     assert answer.startswith(b"HTTP/1.1 431 ")
     ended = False
     async with asyncio.timeout(10 * LINGER_S + 5):
